@@ -1,0 +1,142 @@
+# TSL2561 light-to-digital converter over I2C.
+#
+# Source: TAOS/ams TSL2560/TSL2561 datasheet TAOS059 (register set; "Calculating Lux", floating
+# point form), cross-checked with Adafruit's drivers for the saturation ceilings and the
+# automatic gain windows. Sensors return readings; they never touch MQTT (app.py publishes).
+from micropython import const
+import time
+
+_CMD = const(0x80)  # command byte: bit 7 set; bits 3:0 the register address
+_REG_CONTROL = const(0x00)
+_REG_TIMING = const(0x01)
+_REG_ID = const(0x0A)
+_REG_DATA0 = const(0x0C)  # DATA0LOW, DATA0HIGH, DATA1LOW, DATA1HIGH: auto-increment
+_POWER_UP = const(0x03)
+_GAIN_16X = const(0x10)  # TIMING bit 4
+
+INTEGRATION_MS = (13.7, 101, 402)  # TIMING bits 1:0 = index
+_CEILING = (5047, 37177, 65535)  # counts at which a channel is saturated
+_CLIPPED = (4900, 37000, 65000)  # treat as saturated from here (datasheet ceiling less a margin)
+_AUTO_WINDOW = ((100, 4850), (200, 36000), (500, 63000))  # channel 0 (low, high) for auto gain
+_MARGIN_MS = const(20)  # waited past the integration time before reading
+
+
+def lux(broadband, ir, gain, integration_ms, package="T"):
+    """Illuminance from raw channel counts, per the datasheet's floating point formulas.
+
+    broadband: channel 0 counts (int, visible + IR); ir: channel 1 counts (int, IR only);
+    gain: 1 or 16; integration_ms: 13.7, 101 or 402; package: "T" (T, FN, CL) or "CS".
+    Returns lux (float, >= 0), or None when either channel is saturated (clipped), since a
+    saturated reading has no meaningful lux. Raises ValueError for an unknown integration time.
+    """
+    i = INTEGRATION_MS.index(integration_ms)
+    if broadband >= _CLIPPED[i] or ir >= _CLIPPED[i]:
+        return None
+    scale = 402 / integration_ms  # to nominal 402 ms
+    if gain == 1:
+        scale *= 16  # to nominal 16x
+    c0 = broadband * scale
+    c1 = ir * scale
+    if c0 == 0:
+        return 0.0
+    r = c1 / c0
+    if package == "CS":
+        if r <= 0.52:
+            v = 0.0315 * c0 - 0.0593 * c0 * r ** 1.4
+        elif r <= 0.65:
+            v = 0.0229 * c0 - 0.0291 * c1
+        elif r <= 0.80:
+            v = 0.0157 * c0 - 0.0180 * c1
+        elif r <= 1.30:
+            v = 0.00338 * c0 - 0.00260 * c1
+        else:
+            v = 0.0
+    else:
+        if r <= 0.50:
+            v = 0.0304 * c0 - 0.062 * c0 * r ** 1.4
+        elif r <= 0.61:
+            v = 0.0224 * c0 - 0.031 * c1
+        elif r <= 0.80:
+            v = 0.0128 * c0 - 0.0153 * c1
+        elif r <= 1.30:
+            v = 0.00146 * c0 - 0.00112 * c1
+        else:
+            v = 0.0
+    return v if v > 0 else 0.0
+
+
+class TSL2561:
+    """One TSL2561 on an I2C bus (machine.I2C / SoftI2C).
+
+    address: 0x29, 0x39 (default, ADDR floating) or 0x49. gain: "auto", 1 or 16.
+    integration_ms: 13.7, 101 or 402. I2C errors (no device: errno ENODEV) raise OSError;
+    a device at the address that is not a TSL2561 raises OSError too.
+
+    Use: setup(); then repeatedly wait wait_ms() milliseconds and call update().
+    """
+
+    def __init__(self, i2c, address=0x39, gain="auto", integration_ms=402, package="T"):
+        self.i2c = i2c
+        self.address = address
+        self.auto = gain == "auto"
+        self.gain = 16 if self.auto else gain
+        self.integ = INTEGRATION_MS.index(integration_ms)
+        self.package = package
+        self._buf = bytearray(4)  # one read of both channels, reused
+        self._one = bytearray(1)
+        self._ready = 0
+
+    def _write(self, reg, value):
+        self._one[0] = value
+        self.i2c.writeto_mem(self.address, _CMD | reg, self._one)
+
+    def _timing(self):
+        self._write(_REG_TIMING, (_GAIN_16X if self.gain == 16 else 0) | self.integ)
+        # the channels hold no valid data until one whole integration has completed
+        self._ready = time.ticks_add(time.ticks_ms(), int(INTEGRATION_MS[self.integ]) + 1 + _MARGIN_MS)
+
+    def setup(self):
+        """Check the part ID, power the sensor up and set gain and integration time.
+
+        Raises OSError when nothing answers at the address or the ID is not a TSL2561's
+        (high nibble 0x1 per the datasheet, 0x5 on parts in the field).
+        """
+        self.i2c.readfrom_mem_into(self.address, _CMD | _REG_ID, self._one)
+        if self._one[0] >> 4 not in (0x1, 0x5):
+            raise OSError("0x%02x: ID 0x%02x is not a TSL2561" % (self.address, self._one[0]))
+        self._write(_REG_CONTROL, _POWER_UP)
+        self._timing()
+
+    def wait_ms(self):
+        """Milliseconds (int, >= 0) until the current integration is complete."""
+        return max(0, time.ticks_diff(self._ready, time.ticks_ms()))
+
+    def read_raw(self):
+        """(broadband, ir) counts (ints) from channels 0 and 1. Raises OSError on I2C errors."""
+        self.i2c.readfrom_mem_into(self.address, _CMD | _REG_DATA0, self._buf)
+        b = self._buf
+        return b[0] | b[1] << 8, b[2] | b[3] << 8
+
+    def update(self):
+        """One reading: dict {"lux", "broadband", "ir", "gain", "integration_ms"}.
+
+        lux is a float or None (saturated); counts are ints. With gain "auto", returns None
+        instead when the gain had to change: wait wait_ms() again, then call update() again.
+        Raises OSError on I2C errors.
+        """
+        broadband, ir = self.read_raw()
+        if self.auto:
+            low, high = _AUTO_WINDOW[self.integ]
+            if self.gain == 16 and broadband > high or self.gain == 1 and broadband < low:
+                self.gain = 17 - self.gain  # 16 <-> 1
+                self._timing()
+                return None
+        ms = INTEGRATION_MS[self.integ]
+        value = lux(broadband, ir, self.gain, ms, self.package)
+        return {
+            "lux": None if value is None else round(value, 2),
+            "broadband": broadband,
+            "ir": ir,
+            "gain": self.gain,
+            "integration_ms": ms,
+        }
