@@ -151,6 +151,11 @@ class VirtualBoard:
         self._lock = threading.Lock()
 
     @property
+    def lux(self) -> float:
+        """The illuminance the TSL2561 sees now (lux)."""
+        return self._state["lux"]
+
+    @property
     def client_id(self) -> str:
         """The client id the firmware derives: "huzzah-" + hex of machine.unique_id() (str)."""
         return "huzzah-" + self.unique_id.hex()

