@@ -1,0 +1,165 @@
+"""`sensornet demo`: the whole chain on one machine, on real parts.
+
+Mosquitto (the repo's config, generated demo credentials) <- three virtual Feather Huzzahs at
+different light levels (the real firmware on MicroPython) -> the bridge -> the reference
+endpoint (WebSocket and TCP), whose lines are printed live. With --duration it stops by itself
+and exits 0 only if TSL2561 readings from every board reached the endpoint over both
+WebSocket and TCP; otherwise it runs until Ctrl-C. Logs of every part go to the state directory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import queue
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from . import paths
+from .broker import Broker, BrokerError, wait_for_port
+
+HOST = "127.0.0.1"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return s.getsockname()[1]
+
+
+def _sensornet(*args: str) -> list[str]:
+    return [sys.executable, "-m", "sensornet.cli", *args]
+
+
+def _stop(process: subprocess.Popen | None) -> None:
+    if process and process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(5)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def _lines(stream, out: queue.Queue) -> None:
+    for raw in stream:
+        out.put(raw.decode("utf-8", "replace").rstrip("\n"))
+    out.put(None)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="sensornet demo", description=__doc__.split("\n\n")[0] + " " +
+                                     "Starts a broker, virtual boards, the bridge and the endpoint, then prints "
+                                     "the forwarded readings live until Ctrl-C.")
+    parser.add_argument("--duration", type=float, default=None,
+                        help="stop after this many seconds; exit 0 only if every board's readings arrived")
+    parser.add_argument("--count", type=int, default=3, help="number of virtual boards (default 3)")
+    parser.add_argument("--interval", type=float, default=2.0, help="the boards' publish_interval_s (default 2)")
+    parser.add_argument("--port", type=int, default=None, help="broker port (default: a free one)")
+    parser.add_argument("--micropython", default=None, help="micropython unix-port binary (see `sensornet sim`)")
+    parser.add_argument("--state-dir", type=Path, default=paths.STATE_DIR / "demo",
+                        help="logs, credentials and the boards' filesystems (default .sensornet/demo; wiped at start)")
+    args = parser.parse_args(argv)
+    if args.count < 1:
+        print("sensornet demo: --count must be at least 1", file=sys.stderr)
+        return 2
+
+    from virtual_huzzah.board import BoardError
+    from virtual_huzzah.fleet import make_fleet
+
+    state = args.state_dir
+    shutil.rmtree(state, ignore_errors=True)
+    state.mkdir(parents=True)
+    port = args.port or _free_port()
+    ws_port, tcp_port = _free_port(), _free_port()
+    bridge_password, device_password = secrets.token_urlsafe(12), secrets.token_urlsafe(12)
+    try:
+        boards = make_fleet(state / "boards", args.count, HOST, port, device_password,
+                            interval_s=args.interval, micropython=args.micropython)
+    except BoardError as e:
+        print(f"sensornet demo: {e}", file=sys.stderr)
+        return 2
+    accounts = {"bridge": bridge_password, **{b.client_id: device_password for b in boards}}
+    (state / "credentials.txt").write_text("".join(f"{k} {v}\n" for k, v in accounts.items()))
+    (state / "credentials.txt").chmod(0o600)
+
+    broker = Broker(state / "broker", port=port, bind=HOST, accounts=accounts)
+    endpoint = bridge = None
+    logs = []
+    seen: dict[str, set[str]] = {b.client_id: set() for b in boards}
+    stopping = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    try:
+        broker.start()
+        log = open(state / "endpoint.log", "wb")
+        logs.append(log)
+        endpoint = subprocess.Popen(_sensornet("endpoint", "--host", HOST, "--ws-port", str(ws_port),
+                                               "--tcp-port", str(tcp_port)), stdout=subprocess.PIPE, stderr=log)
+        if not (wait_for_port(HOST, ws_port, 15) and wait_for_port(HOST, tcp_port, 5)):
+            raise RuntimeError(f"the endpoint did not start; see {state / 'endpoint.log'}")
+        log = open(state / "bridge.log", "wb")
+        logs.append(log)
+        bridge = subprocess.Popen(
+            _sensornet("bridge", "--host", HOST, "--port", str(port), "--username", "bridge",
+                       "--endpoint", f"ws://{HOST}:{ws_port}/", "--endpoint", f"tcp://{HOST}:{tcp_port}"),
+            env=dict(os.environ, SENSORNET_BRIDGE_PASSWORD=bridge_password), stdout=log, stderr=subprocess.STDOUT)
+        for b in boards:
+            b.start()
+        print(f"sensornet demo: broker 127.0.0.1:{port} (watch: mosquitto_sub -p {port} -u bridge -P "
+              f"{bridge_password} -t '#' -v), endpoint ws://{HOST}:{ws_port}/ tcp://{HOST}:{tcp_port}", flush=True)
+        for b in boards:
+            print(f"sensornet demo: virtual Feather Huzzah {b.client_id} (MAC {b.mac}) at {b.lux:g} lux", flush=True)
+        print(f"sensornet demo: logs in {state}; readings as the endpoint prints them "
+              f"(received_at via topic payload){'' if args.duration else ', Ctrl-C to stop'}:", flush=True)
+
+        lines: queue.Queue = queue.Queue()
+        threading.Thread(target=_lines, args=(endpoint.stdout, lines), daemon=True).start()
+        deadline = time.monotonic() + args.duration if args.duration else None
+        while not stopping.is_set():
+            timeout = 0.5 if deadline is None else min(0.5, deadline - time.monotonic())
+            if timeout <= 0:
+                break
+            try:
+                line = lines.get(timeout=timeout)
+            except queue.Empty:
+                if bridge.poll() is not None or broker.process is None or broker.process.poll() is not None:
+                    raise RuntimeError(f"a part of the chain exited; see the logs in {state}")
+                continue
+            if line is None:
+                raise RuntimeError(f"the endpoint exited; see {state / 'endpoint.log'}")
+            print(line, flush=True)
+            fields = line.split(maxsplit=3)
+            if len(fields) == 4:
+                topic = fields[2].split("/")
+                if len(topic) == 3 and topic[0] == "sensors" and topic[2] == "tsl2561" and topic[1] in seen:
+                    seen[topic[1]].add(fields[1])
+    except KeyboardInterrupt:
+        pass
+    except (BrokerError, BoardError, RuntimeError) as e:
+        print(f"sensornet demo: {e}", file=sys.stderr)
+        return 1
+    finally:
+        for b in boards:
+            b.stop()
+        _stop(bridge)
+        _stop(endpoint)
+        broker.stop()
+        for log in logs:
+            log.close()
+
+    missing = [cid for cid, via in seen.items() if not {"ws", "tcp"} <= via]
+    for cid, via in seen.items():
+        print(f"sensornet demo: {cid}: readings arrived over {', '.join(sorted(via)) or 'nothing'}")
+    if missing:
+        print(f"sensornet demo: FAILED: no readings over both WebSocket and TCP from {', '.join(missing)}",
+              file=sys.stderr)
+        return 1
+    print(f"sensornet demo: OK: readings from all {len(seen)} boards reached the endpoint over WebSocket and TCP")
+    return 0
