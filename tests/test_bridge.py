@@ -1,0 +1,429 @@
+"""sensornet.bridge against a real Mosquitto (broker fixture) and real WebSocket/TCP endpoints.
+
+Devices are plain paho clients on their own broker accounts, publishing on their own topics.
+Nothing is mocked: what an endpoint receives went broker -> bridge -> socket.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+import pytest
+
+from sensornet.bridge import Backoff, Bridge, Outbox, spool_path
+from sensornet.bridge_config import BridgeConfig, ConfigError, MqttSettings, load_config
+from sensornet.endpoint import Endpoint
+from tests.conftest import BRIDGE_PASSWORD, free_port
+
+pytestmark = pytest.mark.timeout(60)
+
+DEVICE = "huzzah-00c0ffee"
+DEVICE_PASSWORD = "device-pw"
+TSL = f"sensors/{DEVICE}/tsl2561"
+SENSORNET = Path(sys.executable).parent / "sensornet"
+REPO = Path(__file__).resolve().parents[1]
+
+
+# ---- helpers ----
+
+@pytest.fixture
+def device(broker):
+    """A connected paho client on the device's own account (client id = account name)."""
+    broker.add_account(DEVICE, DEVICE_PASSWORD)
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=DEVICE)
+    client.username_pw_set(DEVICE, DEVICE_PASSWORD)
+    client.connect(broker.host, broker.port)
+    client.loop_start()
+    yield client
+    client.disconnect()
+    client.loop_stop()
+
+
+async def publish(client: mqtt.Client, topic: str, payload: bytes | str, qos: int = 1, retain: bool = False) -> None:
+    """Publish and wait for the broker's PUBACK (off the event loop)."""
+    info = client.publish(topic, payload, qos=qos, retain=retain)
+    await asyncio.to_thread(info.wait_for_publish, 5)
+    assert info.is_published()
+
+
+def reading(seq: int, lux: float | None = 10.0) -> str:
+    return json.dumps({"lux": lux, "broadband": 100 + seq, "ir": 20, "gain": 16, "integration_ms": 402, "seq": seq})
+
+
+def config(broker, *endpoints: str, **kwargs) -> BridgeConfig:
+    mqtt_settings = MqttSettings(host=broker.host, port=broker.port, username="bridge", password=BRIDGE_PASSWORD,
+                                 client_id=kwargs.pop("client_id", "test-bridge"), keepalive_s=10)
+    return BridgeConfig(mqtt=mqtt_settings, endpoints=endpoints, **kwargs)
+
+
+def fast_bridge(cfg: BridgeConfig, **kwargs) -> Bridge:
+    """A Bridge that retries endpoints every 0.05-0.3 s, so tests need not wait long."""
+    return Bridge(cfg, backoff=lambda: Backoff(initial=0.05, cap=0.3), **kwargs)
+
+
+@contextlib.asynccontextmanager
+async def running(bridge: Bridge):
+    """Run `bridge` in a task until the block ends; yields once its subscriptions are granted."""
+    task = asyncio.create_task(bridge.run())
+    try:
+        assert await bridge.wait_subscribed(10), "bridge did not subscribe within 10 s"
+        yield bridge
+    finally:
+        await bridge.stop()
+        await task
+
+
+async def collect(endpoint: Endpoint, count: int, timeout: float = 5.0) -> dict[str, list[dict]]:
+    """Wait for `count` envelopes; return them grouped by via, in arrival order."""
+    by_via: dict[str, list[dict]] = collections.defaultdict(list)
+    for _ in range(count):
+        received = await endpoint.get(timeout)
+        by_via[received.via].append(received.envelope)
+    return by_via
+
+
+async def until(predicate, timeout: float = 5.0) -> None:
+    """Poll `predicate()` every 10 ms until true; fail after `timeout` seconds."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not predicate():
+        assert loop.time() < deadline, "condition not met in time"
+        await asyncio.sleep(0.01)
+
+
+def seqs(envelopes: list[dict]) -> list[int]:
+    return [e["payload"]["seq"] for e in envelopes]
+
+
+# ---- forwarding ----
+
+def test_forwards_every_contract_topic_to_ws_and_tcp(broker, device):
+    async def scenario():
+        async with Endpoint("127.0.0.1", 0, 0) as ep:
+            async with running(fast_bridge(config(broker, ep.ws_url, ep.tcp_url))) as bridge:
+                await publish(device, f"connect/{DEVICE}", "aa:bb:cc:dd:ee:ff", retain=True)
+                await publish(device, f"status/{DEVICE}", "online", qos=0, retain=True)
+                await publish(device, TSL, reading(1, lux=None))
+                await publish(device, f"sensors/{DEVICE}/i2c", '{"addresses": [57]}')
+                got = await collect(ep, 8)
+            assert bridge.stats.received == 4 and not bridge.stats.rejected
+        for via in ("ws", "tcp"):
+            envs = got[via]
+            assert [(e["topic"], e["client_id"], e["kind"]) for e in envs] == [
+                (f"connect/{DEVICE}", DEVICE, "connect"), (f"status/{DEVICE}", DEVICE, "status"),
+                (TSL, DEVICE, "tsl2561"), (f"sensors/{DEVICE}/i2c", DEVICE, "i2c")]
+            assert [e["payload"] for e in envs] == ["aa:bb:cc:dd:ee:ff", "online", json.loads(reading(1, lux=None)),
+                                                    {"addresses": [57]}]
+            assert all(e["received_at"].endswith("Z") and len(e["received_at"]) == 24 for e in envs)
+        assert got["ws"] == got["tcp"]
+    asyncio.run(scenario())
+
+
+def test_retained_connect_reaches_a_bridge_that_subscribes_later(broker, device):
+    async def scenario():
+        await publish(device, f"connect/{DEVICE}", "aa:bb:cc:dd:ee:ff", retain=True)
+        async with Endpoint("127.0.0.1", 0, 0) as ep:
+            async with running(fast_bridge(config(broker, ep.tcp_url))):
+                received = await ep.get()
+        assert received.envelope["topic"] == f"connect/{DEVICE}"
+        assert received.envelope["payload"] == "aa:bb:cc:dd:ee:ff"
+    asyncio.run(scenario())
+
+
+def test_rejected_messages_are_counted_and_good_ones_around_them_arrive(broker, device):
+    async def scenario():
+        async with Endpoint("127.0.0.1", 0, 0) as ep:
+            cfg = config(broker, ep.ws_url, ep.tcp_url, max_payload_bytes=300)
+            async with running(fast_bridge(cfg)) as bridge:
+                await publish(device, TSL, reading(1))
+                await publish(device, TSL, b'{"lux": 1.0,')                             # bad_json
+                await publish(device, TSL, reading(2))
+                await publish(device, TSL, b'{"lux": "\xff"}')                          # not_utf8
+                await publish(device, TSL, reading(3))
+                await publish(device, TSL, json.dumps({"pad": "x" * 400}))             # too_large
+                await publish(device, f"sensors/{DEVICE}/has space", reading(9))        # bad_topic
+                await publish(device, TSL, reading(4))
+                got = await collect(ep, 8)
+                await until(lambda: bridge.stats.received == 8)
+            assert bridge.stats.rejected == {"bad_json": 1, "not_utf8": 1, "too_large": 1, "bad_topic": 1}
+        assert seqs(got["ws"]) == seqs(got["tcp"]) == [1, 2, 3, 4]
+    asyncio.run(scenario())
+
+
+# ---- endpoints down, restarted, overflowing ----
+
+def test_endpoint_down_at_start_gets_queued_messages_while_other_keeps_receiving(broker, device):
+    async def scenario():
+        tcp_port = free_port()
+        async with Endpoint("127.0.0.1", 0, 0) as ws_ep:
+            tcp_url = f"tcp://127.0.0.1:{tcp_port}"
+            async with running(fast_bridge(config(broker, ws_ep.ws_url, tcp_url))) as bridge:
+                for seq in range(1, 6):
+                    await publish(device, TSL, reading(seq))
+                live = await collect(ws_ep, 5)
+                assert seqs(live["ws"]) == [1, 2, 3, 4, 5]
+                assert bridge.stats.forwarded[tcp_url] == 0
+                async with Endpoint("127.0.0.1", 0, tcp_port) as tcp_ep:
+                    late = await collect(tcp_ep, 5, timeout=10)
+                    assert seqs(late["tcp"]) == [1, 2, 3, 4, 5]
+                    await publish(device, TSL, reading(6))
+                    assert seqs((await collect(tcp_ep, 1))["tcp"]) == [6]
+                    assert seqs((await collect(ws_ep, 1))["ws"]) == [6]
+    asyncio.run(scenario())
+
+
+@pytest.mark.parametrize("via", ["ws", "tcp"])
+def test_endpoint_restart_loses_nothing(broker, device, via):
+    async def scenario():
+        ep = await Endpoint("127.0.0.1", 0, 0).start()
+        url = ep.ws_url if via == "ws" else ep.tcp_url
+        async with running(fast_bridge(config(broker, url))) as bridge:
+            await publish(device, TSL, reading(1))
+            assert seqs((await collect(ep, 1))[via]) == [1]
+            await ep.stop()
+            for seq in (2, 3, 4):
+                await publish(device, TSL, reading(seq))
+            await until(lambda: bridge.stats.received == 4)
+            ep = await Endpoint("127.0.0.1", ep.ws_port, ep.tcp_port).start()
+            try:
+                assert seqs((await collect(ep, 3, timeout=10))[via]) == [2, 3, 4]
+            finally:
+                await ep.stop()
+    asyncio.run(scenario())
+
+
+def test_full_queue_drops_oldest_and_counts(broker, device):
+    async def scenario():
+        tcp_port = free_port()
+        url = f"tcp://127.0.0.1:{tcp_port}"
+        async with running(fast_bridge(config(broker, url, queue_size=3))) as bridge:
+            for seq in range(1, 6):
+                await publish(device, TSL, reading(seq))
+            await until(lambda: bridge.stats.received == 5)
+            assert bridge.stats.dropped[url] == 2
+            async with Endpoint("127.0.0.1", 0, tcp_port) as ep:
+                assert seqs((await collect(ep, 3, timeout=10))["tcp"]) == [3, 4, 5]
+    asyncio.run(scenario())
+
+
+# ---- bridge restarts ----
+
+def test_restart_with_same_client_id_gets_messages_published_while_down(broker, device):
+    async def scenario():
+        async with Endpoint("127.0.0.1", 0, 0) as ep:
+            cfg = config(broker, ep.tcp_url, client_id="restart-bridge")
+            async with running(fast_bridge(cfg)):
+                await publish(device, TSL, reading(1))
+                assert seqs((await collect(ep, 1))["tcp"]) == [1]
+            for seq in (2, 3, 4):  # the bridge is down; its persistent session queues these
+                await publish(device, TSL, reading(seq))
+            async with running(fast_bridge(cfg)) as bridge:
+                assert seqs((await collect(ep, 3))["tcp"]) == [2, 3, 4]
+                await publish(device, TSL, reading(5))
+                assert seqs((await collect(ep, 1))["tcp"]) == [5]
+            # seq 1 was acknowledged (manual ack) before the restart, so it was not redelivered.
+            assert bridge.stats.received == 4 and ep.received.empty()
+    asyncio.run(scenario())
+
+
+def test_broker_restart_bridge_reconnects_and_resumes_session(broker, device):
+    async def scenario():
+        async with Endpoint("127.0.0.1", 0, 0) as ep:
+            async with running(fast_bridge(config(broker, ep.tcp_url))) as bridge:
+                await publish(device, TSL, reading(1))
+                assert seqs((await collect(ep, 1))["tcp"]) == [1]
+                await asyncio.to_thread(broker.stop)   # SIGTERM: Mosquitto saves sessions to its database
+                await asyncio.to_thread(broker.start)
+                await until(device.is_connected, timeout=10)
+                for seq in (2, 3):  # possibly before the bridge is back: its session queues them
+                    await publish(device, TSL, reading(seq))
+                assert seqs((await collect(ep, 2, timeout=15))["tcp"]) == [2, 3]
+                assert await bridge.wait_subscribed(5)
+    asyncio.run(scenario())
+
+
+def test_undelivered_envelopes_are_saved_at_shutdown_and_sent_after_restart(broker, device, tmp_path):
+    async def scenario():
+        tcp_port = free_port()
+        url = f"tcp://127.0.0.1:{tcp_port}"
+        cfg = config(broker, url)
+        async with running(fast_bridge(cfg, state_dir=tmp_path, drain_timeout=0.1)) as bridge:
+            for seq in (1, 2, 3):
+                await publish(device, TSL, reading(seq))
+            await until(lambda: bridge.stats.received == 3)
+        assert spool_path(tmp_path, url).exists()
+        async with Endpoint("127.0.0.1", 0, tcp_port) as ep:
+            async with running(fast_bridge(cfg, state_dir=tmp_path)):
+                assert seqs((await collect(ep, 3))["tcp"]) == [1, 2, 3]
+                await publish(device, TSL, reading(4))
+                assert seqs((await collect(ep, 1))["tcp"]) == [4]
+        assert not spool_path(tmp_path, url).exists()
+    asyncio.run(scenario())
+
+
+# ---- the real command ----
+
+def bridge_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("SENSORNET_BRIDGE_PASSWORD", "CREDENTIALS_DIRECTORY", "STATE_DIRECTORY")}
+    env.update(extra)
+    return env
+
+
+def test_command_forwards_and_stops_cleanly_on_sigterm(broker, device):
+    async def scenario():
+        async with Endpoint("127.0.0.1", 0, 0) as ep:
+            proc = await asyncio.create_subprocess_exec(
+                str(SENSORNET), "bridge", "--host", broker.host, "--port", str(broker.port),
+                "--client-id", "cli-bridge", "--endpoint", ep.ws_url,
+                env=bridge_env(SENSORNET_BRIDGE_PASSWORD=BRIDGE_PASSWORD), stderr=asyncio.subprocess.PIPE)
+            log = []
+            try:
+                async with asyncio.timeout(10):
+                    while not any("subscribed:" in line for line in log):
+                        log.append((await proc.stderr.readline()).decode())
+                        assert log[-1], "bridge exited: " + "".join(log)
+                await publish(device, TSL, reading(1))
+                assert (await ep.get()).envelope["payload"]["seq"] == 1
+                proc.send_signal(signal.SIGTERM)
+                async with asyncio.timeout(10):
+                    rest = (await proc.stderr.read()).decode()
+                    assert await proc.wait() == 0
+            finally:
+                if proc.returncode is None:
+                    proc.kill()
+                    await proc.wait()
+        start = next(line for line in log if "starting:" in line)
+        assert f"{broker.host}:{broker.port}" in start and ep.ws_url in start and "'cli-bridge'" in start
+        assert "stopped:" in rest
+    asyncio.run(scenario())
+
+
+GOOD = '[mqtt]\npassword = "x"\n[bridge]\nendpoints = ["ws://127.0.0.1:8765"]\n'
+
+
+@pytest.mark.parametrize("toml, flags, expected", [
+    ('[mqtt]\nhots = "pi"\n[bridge]\nendpoints = ["ws://a:1"]\n', [], "[mqtt] unknown key 'hots'"),
+    ('[mqtt]\nport = "1883"\n[bridge]\nendpoints = ["ws://a:1"]\n', [], "[mqtt] port: expected an integer"),
+    ('[bridge]\nendpoints = ["ws://a:1", "http://x"]\n', [],
+     "[bridge] endpoints[1]: 'http://x' is not ws://, wss:// or tcp://; use"),
+    ('[bridge]\nendpoints = ["tcp://a"]\n', [], "[bridge] endpoints[0]: 'tcp://a'"),
+    ('[mqtt]\nhost = "pi"\n', [], "[bridge] endpoints: no endpoints"),
+    ('[mqtt]\npassword_file = "missing.password"\n[bridge]\nendpoints = ["ws://a:1"]\n', [],
+     "[mqtt] password_file: cannot read password file"),
+    ('[mqtt]\nport = 70000\n[bridge]\nendpoints = ["ws://a:1"]\n', [], "[mqtt] port: 70000 is out of range"),
+    ('[mqtt\nport = 1\n', [], "not valid TOML"),
+    ('[bridge]\nendpoints = "ws://a:1"\n', [], "[bridge] endpoints: expected a list"),
+    ('[brigde]\n', [], "unknown table [brigde]"),
+    (GOOD, ["--port", "0"], "--port: 0 is out of range"),
+    (GOOD, ["--endpoint", "mqtt://x:1"], "--endpoint: 'mqtt://x:1' is not ws://"),
+    (GOOD, ["--password-file", "/nonexistent/pw"], "--password-file: cannot read password file"),
+    (None, ["--endpoint", "ws://a:1"], "--config"),
+])
+def test_bad_config_exits_2_naming_the_key(tmp_path, toml, flags, expected):
+    args = [str(SENSORNET), "bridge", *flags]
+    if toml is not None:
+        (tmp_path / "bridge.toml").write_text(toml)
+        args += ["--config", "bridge.toml"]
+    else:
+        args += ["--config", "nonexistent.toml"]
+        expected = "nonexistent.toml: cannot read config file"
+    result = subprocess.run(args, cwd=tmp_path, env=bridge_env(), capture_output=True, text=True, timeout=30)
+    assert result.returncode == 2, result.stderr
+    assert expected in result.stderr
+    if toml is not None and not flags:
+        assert "bridge.toml: " in result.stderr
+    assert result.stderr.strip().count("\n") == 0, result.stderr  # one message, one line
+    assert result.stdout == ""
+
+
+# ---- configuration (in process) ----
+
+def test_example_config_is_valid_and_documents_every_key():
+    example = REPO / "bridge" / "bridge.example.toml"
+    cfg, _ = load_config(["--config", str(example)], environ={"SENSORNET_BRIDGE_PASSWORD": "pw"})
+    assert cfg.mqtt.client_id == "sensornet-bridge" and cfg.mqtt.port == 1883 and cfg.endpoints
+    assert cfg.queue_size == 10000 and cfg.max_payload_bytes == 16384
+    from sensornet.bridge_config import SCHEMA
+    text = example.read_text()
+    for table, keys in SCHEMA.items():
+        assert f"[{table}]" in text
+        for key in keys:
+            assert f"{key} =" in text, key
+
+
+def test_flags_override_the_file(tmp_path):
+    (tmp_path / "b.toml").write_text('[mqtt]\nhost = "pi"\nport = 1884\nclient_id = "a"\n'
+                                     '[bridge]\nendpoints = ["ws://x:1"]\n')
+    cfg, _ = load_config(["--config", str(tmp_path / "b.toml"), "--host", "h", "--port", "2000",
+                          "--client-id", "b", "--endpoint", "tcp://e:1", "--endpoint", "wss://f"], environ={})
+    assert (cfg.mqtt.host, cfg.mqtt.port, cfg.mqtt.client_id) == ("h", 2000, "b")
+    assert cfg.endpoints == ("tcp://e:1", "wss://f")
+
+
+def test_password_precedence(tmp_path):
+    (tmp_path / "flag.pw").write_text("from-flag\n")
+    (tmp_path / "file.pw").write_text("from-file\n")
+    (tmp_path / "creds").mkdir()
+    (tmp_path / "creds" / "mqtt-password").write_text("from-credential")
+    (tmp_path / "creds" / "file.pw").write_text("from-credential-dir\n")
+    conf = tmp_path / "b.toml"
+    conf.write_text('[mqtt]\npassword_file = "file.pw"\n[bridge]\nendpoints = ["ws://x:1"]\n')
+    bare = tmp_path / "bare.toml"
+    bare.write_text('[bridge]\nendpoints = ["ws://x:1"]\n')
+    env = {"SENSORNET_BRIDGE_PASSWORD": "from-env"}
+    creds = {"CREDENTIALS_DIRECTORY": str(tmp_path / "creds")}
+
+    def password(args, environ):
+        return load_config(args, environ=environ)[0].mqtt.password
+
+    assert password(["--config", str(conf), "--password-file", str(tmp_path / "flag.pw")], env) == "from-flag"
+    assert password(["--config", str(conf)], env) == "from-env"
+    assert password(["--config", str(conf)], {}) == "from-file"  # relative to the config file
+    assert password(["--config", str(conf)], creds) == "from-credential-dir"  # relative to $CREDENTIALS_DIRECTORY
+    assert password(["--config", str(bare)], creds) == "from-credential"
+    assert password(["--config", str(bare)], {}) is None
+
+
+def test_password_and_password_file_together_is_an_error(tmp_path):
+    conf = tmp_path / "b.toml"
+    conf.write_text('[mqtt]\npassword = "a"\npassword_file = "b"\n[bridge]\nendpoints = ["ws://x:1"]\n')
+    with pytest.raises(ConfigError, match=r"\[mqtt\] password and password_file are both set"):
+        load_config(["--config", str(conf)], environ={})
+
+
+def test_duplicate_endpoint_is_an_error():
+    with pytest.raises(ConfigError, match="given twice"):
+        load_config(["--endpoint", "ws://x:1", "--endpoint", "ws://x:1"], environ={})
+
+
+# ---- pure parts ----
+
+def test_backoff_doubles_to_cap_with_jitter_and_resets():
+    top = Backoff(initial=0.5, cap=30, rng=lambda: 0.999999)
+    assert [round(top.next(), 2) for _ in range(9)] == [0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 30.0, 30.0, 30.0]
+    bottom = Backoff(initial=0.5, cap=30, rng=lambda: 0.0)
+    assert [bottom.next() for _ in range(3)] == [0.25, 0.5, 1.0]
+    bottom.reset()
+    assert bottom.next() == 0.25
+
+
+def test_outbox_drops_oldest_and_removes_only_what_was_sent():
+    async def scenario():
+        box = Outbox(2)
+        assert box.put("a") is False and box.put("b") is False
+        seq, item = await box.head()
+        assert item == "a"
+        assert box.put("c") is True  # "a" dropped while it was being sent
+        box.remove(seq)               # so this must not remove "b"
+        assert box.items() == ["b", "c"]
+    asyncio.run(scenario())
