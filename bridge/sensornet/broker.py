@@ -113,6 +113,7 @@ class Broker:
         self.config_template = Path(config or paths.BROKER_DIR / "mosquitto.conf")
         self.process: subprocess.Popen | None = None
         self.log_path = self.state_dir / "mosquitto.log"
+        self._log = None
 
     @property
     def host(self) -> str:
@@ -134,7 +135,7 @@ class Broker:
         """
         conf = self.prepare()
         if stdout is None:
-            stdout = open(self.log_path, "ab")
+            stdout = self._log = open(self.log_path, "ab")
         self.process = subprocess.Popen([find_tool("mosquitto"), "-c", str(conf)],
                                         stdout=stdout, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout
@@ -164,14 +165,20 @@ class Broker:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
-        self.process = None
+        self._closed()
 
     def kill(self) -> None:
         """Stop Mosquitto with SIGKILL, as a crash would."""
         if self.process and self.process.poll() is None:
             self.process.kill()
             self.process.wait()
+        self._closed()
+
+    def _closed(self) -> None:
         self.process = None
+        if self._log:
+            self._log.close()
+            self._log = None
 
     def __enter__(self) -> "Broker":
         return self.start()
