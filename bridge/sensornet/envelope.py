@@ -1,0 +1,269 @@
+"""Envelopes: the I/O-free core shared by the bridge and the endpoint.
+
+No sockets, threads or clocks of its own, in the style of python-websockets' Sans-I/O layer:
+values in, values (or a RejectedMessage / MalformedEnvelope) out.
+
+An envelope is one device message as the bridge forwards it, a dict with exactly these keys:
+
+    {"topic": "sensors/huzzah-00a1b2c3/tsl2561",   # MQTT topic name (str)
+     "client_id": "huzzah-00a1b2c3",               # second topic level (str)
+     "kind": "tsl2561",                            # "connect", "status" or the sensor name (str)
+     "payload": {"lux": 12.3, ...},                # parsed JSON value, or the UTF-8 text
+     "received_at": "2026-11-21T14:30:00.123Z"}    # when the bridge got it: ISO 8601, UTC, ms
+
+The topics and payloads devices publish (the topic contract):
+
+    connect/<client_id>          Wi-Fi MAC "aa:bb:cc:dd:ee:ff" (text)   retained, QoS 1
+    status/<client_id>           "online"; last will "offline" (text)   retained
+    sensors/<client_id>/tsl2561  JSON {"lux", "broadband", "ir", "gain", "integration_ms", "seq"}  QoS 1
+    sensors/<client_id>/i2c      JSON {"addresses": [57, ...]}          on connect
+
+Wire encodings: `encode_text` gives the str for one WebSocket text frame, `encode_line` the
+bytes for one line of newline-delimited JSON over TCP. Both are compact, ASCII-only JSON, so a
+line never contains a newline byte and any JSON string (even a lone surrogate escape) encodes.
+The receiving side splits a TCP byte stream with `LineSplitter` and checks each line or frame
+with `decode_envelope`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from datetime import datetime, timezone
+from typing import Any
+
+DEFAULT_MAX_PAYLOAD_BYTES = 16 * 1024
+"""Largest payload accepted, in bytes (the broker's max_packet_size is also 16 KiB)."""
+
+DEFAULT_MAX_LINE_BYTES = 1024 * 1024
+"""Longest TCP line `LineSplitter` keeps, in bytes, newline excluded (same as websockets' max_size)."""
+
+ENVELOPE_KEYS = ("topic", "client_id", "kind", "payload", "received_at")
+
+# Reason codes carried by RejectedMessage.reason (the bridge counts rejections per code).
+UNKNOWN_TOPIC = "unknown_topic"  # first topic level is not connect, status or sensors
+BAD_TOPIC = "bad_topic"          # right first level, wrong number of levels, empty level, whitespace
+NOT_UTF8 = "not_utf8"            # topic or payload bytes are not valid UTF-8
+BAD_JSON = "bad_json"            # a sensors/ payload that is not a JSON document
+TOO_LARGE = "too_large"          # payload longer than the size limit
+REJECT_REASONS = (UNKNOWN_TOPIC, BAD_TOPIC, NOT_UTF8, BAD_JSON, TOO_LARGE)
+
+# A topic level the line format can carry: no whitespace, no control characters, no wildcards
+# (MQTT 3.1.1 section 4.7.1: `+` and `#` never appear in a topic name).
+_LEVEL = re.compile(r"[^\s\x00-\x1f\x7f+#]+")
+_RECEIVED_AT = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z")
+
+
+class RejectedMessage(ValueError):
+    """An MQTT message that breaks the topic contract and is not forwarded.
+
+    reason: one of REJECT_REASONS (str), for counting; detail: human-readable explanation (str);
+    topic: the topic as received (str; bytes shown with repr() when not UTF-8).
+    """
+
+    def __init__(self, reason: str, detail: str, topic: str = ""):
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+        self.topic = topic
+
+
+class MalformedEnvelope(ValueError):
+    """A WebSocket frame or TCP line that is not one envelope; `reason` (str) says why."""
+
+    def __init__(self, reason: str, detail: str):
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+def utc_now() -> datetime:
+    """The default clock: the current time as an aware UTC datetime."""
+    return datetime.now(timezone.utc)
+
+
+def format_timestamp(moment: datetime) -> str:
+    """Format a datetime as ISO 8601 UTC with milliseconds and a Z: "2026-11-21T14:30:00.123Z".
+
+    Aware datetimes are converted to UTC; naive ones are taken to be UTC already.
+    Sub-millisecond digits are truncated, not rounded (so a timestamp never moves forward).
+    """
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    moment = moment.astimezone(timezone.utc)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def split_topic(topic: str | bytes) -> tuple[str, str, str]:
+    """Split a topic name into (topic, client_id, kind), or raise RejectedMessage.
+
+    topic: str, or the raw bytes from the wire. Topic levels are separated by "/" (MQTT 3.1.1
+    section 4.7.1). Accepted shapes: connect/<client_id>, status/<client_id>,
+    sensors/<client_id>/<sensor>; every level non-empty, without whitespace, control
+    characters or wildcards. kind is "connect", "status" or <sensor>.
+    Raises RejectedMessage with reason not_utf8, unknown_topic or bad_topic.
+    """
+    if isinstance(topic, (bytes, bytearray)):
+        try:
+            topic = bytes(topic).decode("utf-8")
+        except UnicodeDecodeError:
+            raise RejectedMessage(NOT_UTF8, "topic is not valid UTF-8", repr(bytes(topic))) from None
+    levels = topic.split("/")
+    root = levels[0]
+    if root not in ("connect", "status", "sensors"):
+        raise RejectedMessage(UNKNOWN_TOPIC, f"topic {topic!r} is not connect/+, status/+ or sensors/+/+", topic)
+    expected = 3 if root == "sensors" else 2
+    shape = "sensors/<client_id>/<sensor>" if root == "sensors" else f"{root}/<client_id>"
+    if len(levels) != expected or not all(_LEVEL.fullmatch(level) for level in levels):
+        raise RejectedMessage(BAD_TOPIC, f"topic {topic!r} is not {shape} (non-empty levels, "
+                                         "no whitespace or wildcards)", topic)
+    kind = levels[2] if root == "sensors" else root
+    return topic, levels[1], kind
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def parse_json(text: str) -> Any:
+    """Parse a strict JSON document (RFC 8259): NaN and Infinity are refused.
+
+    Raises ValueError for anything else, including nesting too deep for the parser and
+    integers too long for int() (Python's 4300-digit limit).
+    """
+    try:
+        return json.loads(text, parse_constant=_reject_constant)
+    except RecursionError:
+        raise ValueError("JSON nested too deeply") from None
+
+
+def decode_payload(payload: bytes, kind: str, max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES) -> Any:
+    """Turn payload bytes into the envelope's payload value.
+
+    For a sensor kind (anything but "connect" and "status") the payload must be a JSON
+    document; for connect and status it is the parsed JSON value when it is one ("1" -> 1),
+    else the text ("online", "aa:bb:cc:dd:ee:ff", "" for a cleared retained message).
+    Raises RejectedMessage with reason too_large (over `max_payload_bytes` bytes), not_utf8
+    or bad_json.
+    """
+    if len(payload) > max_payload_bytes:
+        raise RejectedMessage(TOO_LARGE, f"payload is {len(payload)} bytes, limit {max_payload_bytes}")
+    try:
+        text = bytes(payload).decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise RejectedMessage(NOT_UTF8, f"payload is not valid UTF-8 ({e.reason} at byte {e.start})") from None
+    try:
+        return parse_json(text)
+    except ValueError as e:
+        if kind in ("connect", "status"):
+            return text
+        raise RejectedMessage(BAD_JSON, f"sensor payload is not JSON ({e})") from None
+
+
+def parse_message(topic: str | bytes, payload: bytes, *, retain: bool = False, qos: int = 0,
+                  clock: Callable[[], datetime] = utc_now,
+                  max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES) -> dict[str, Any]:
+    """Turn one received MQTT message into an envelope dict (see the module docstring).
+
+    topic: the topic name (str or UTF-8 bytes); payload: the application message (bytes);
+    retain, qos: the PUBLISH flags as received. They do not change the envelope (a retained
+    message delivered on subscription is still the device's latest connect/status) and are
+    named in the RejectedMessage's detail for logs. clock: returns the receive time as a
+    datetime (aware; naive is taken as UTC). max_payload_bytes: size limit in bytes.
+
+    Raises RejectedMessage (reason in REJECT_REASONS) and nothing else, whatever the bytes.
+    """
+    topic_text, client_id, kind = split_topic(topic)
+    try:
+        value = decode_payload(payload, kind, max_payload_bytes)
+    except RejectedMessage as e:
+        flags = f"QoS {qos}{', retained' if retain else ''}"
+        raise RejectedMessage(e.reason, f"{e.detail} ({flags})", topic_text) from None
+    return {"topic": topic_text, "client_id": client_id, "kind": kind, "payload": value,
+            "received_at": format_timestamp(clock())}
+
+
+def encode_json(envelope: dict[str, Any]) -> str:
+    """Compact, ASCII-only JSON for an envelope (str, no newline)."""
+    return json.dumps(envelope, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
+
+
+def encode_text(envelope: dict[str, Any]) -> str:
+    """The envelope as the str of one WebSocket text frame."""
+    return encode_json(envelope)
+
+
+def encode_line(envelope: dict[str, Any]) -> bytes:
+    """The envelope as one line of newline-delimited JSON for TCP: ASCII JSON + b"\\n"."""
+    return encode_json(envelope).encode("ascii") + b"\n"
+
+
+def decode_envelope(data: str | bytes) -> dict[str, Any]:
+    """Check and parse one received frame or line (without its newline) into an envelope dict.
+
+    Requires a JSON object with the five envelope keys, topic/client_id/kind as non-empty str
+    without whitespace (so the endpoint's output line keeps four fields) and received_at in
+    the format of `format_timestamp`. Extra keys are kept.
+    Raises MalformedEnvelope with reason not_utf8, bad_json, not_object, missing_key or bad_value.
+    """
+    if isinstance(data, (bytes, bytearray)):
+        try:
+            data = bytes(data).decode("utf-8")
+        except UnicodeDecodeError:
+            raise MalformedEnvelope("not_utf8", "data is not valid UTF-8") from None
+    try:
+        value = parse_json(data)
+    except ValueError as e:
+        raise MalformedEnvelope("bad_json", str(e)) from None
+    if not isinstance(value, dict):
+        raise MalformedEnvelope("not_object", f"expected a JSON object, got {type(value).__name__}")
+    missing = [key for key in ENVELOPE_KEYS if key not in value]
+    if missing:
+        raise MalformedEnvelope("missing_key", f"missing {', '.join(missing)}")
+    for key in ("topic", "client_id", "kind"):
+        if not isinstance(value[key], str) or not value[key] or any(c.isspace() for c in value[key]):
+            raise MalformedEnvelope("bad_value", f"{key} must be a non-empty string without whitespace")
+    if not isinstance(value["received_at"], str) or not _RECEIVED_AT.fullmatch(value["received_at"]):
+        raise MalformedEnvelope("bad_value", "received_at must look like 2026-11-21T14:30:00.123Z")
+    return value
+
+
+class LineSplitter:
+    """Split a TCP byte stream into lines (newline-delimited JSON framing).
+
+    feed(data: bytes) -> list of events, each either ("line", bytes without the newline and
+    a trailing b"\\r") or ("too_long", number of bytes discarded). A line longer than
+    `max_line_bytes` is discarded up to and including its newline and reported once.
+    Empty lines are skipped. Bytes after the last newline wait for the next feed().
+    """
+
+    def __init__(self, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES):
+        self.max_line_bytes = max_line_bytes
+        self._buffer = bytearray()
+        self._discarding = 0  # bytes dropped so far of an overlong line, 0 when not discarding
+
+    def feed(self, data: bytes) -> list[tuple[str, Any]]:
+        events: list[tuple[str, Any]] = []
+        self._buffer += data
+        while True:
+            newline = self._buffer.find(b"\n")
+            if newline < 0:
+                self._check_overflow()
+                return events
+            line = bytes(self._buffer[:newline])
+            del self._buffer[:newline + 1]
+            if self._discarding:
+                events.append(("too_long", self._discarding + len(line)))
+                self._discarding = 0
+            elif len(line) > self.max_line_bytes:
+                events.append(("too_long", len(line)))
+            else:
+                line = line.removesuffix(b"\r")
+                if line.strip():
+                    events.append(("line", line))
+
+    def _check_overflow(self) -> None:
+        if len(self._buffer) > self.max_line_bytes or self._discarding:
+            self._discarding += len(self._buffer)
+            self._buffer.clear()
