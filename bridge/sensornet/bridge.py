@@ -1,0 +1,566 @@
+"""`sensornet bridge`: forward device messages from Mosquitto to WebSocket and TCP endpoints.
+
+Data path, and where each guarantee comes from:
+
+  broker --QoS 1, persistent session--> paho thread --call_soon_threadsafe--> asyncio loop
+    --parse_message--> one bounded Outbox per endpoint --EndpointSender task--> ws:// wss:// tcp://
+
+- Session: fixed client id, clean_session=False (MQTT 3.1.1 section 3.1.2.4), subscriptions
+  connect/+, status/+, sensors/+/+ at QoS 1, made again in every on_connect. The bridge never
+  unsubscribes, so the broker queues what devices publish while the bridge is down.
+- Acknowledgement: paho's manual_ack. The PUBACK for a message goes after its envelope is in
+  every endpoint's Outbox (or after it was rejected): a crash before that and the broker
+  redelivers it to the same session.
+- Outbox: FIFO of envelopes, at most queue_size; when full the oldest is dropped (counted,
+  logged). An envelope leaves the Outbox only after send() returned for that endpoint; on a
+  failure it stays and is sent again after reconnecting (at-least-once: an endpoint may see
+  a duplicate, never a gap, except for overflow drops).
+- Shutdown (SIGTERM/SIGINT, `Bridge.stop()`): disconnect from the broker (the session and its
+  queue stay on the broker), give the endpoints `drain_timeout` seconds to take what is queued,
+  then save what is left to `state_dir` (systemd's $STATE_DIRECTORY) to send after the next start.
+- Reconnects: paho's reconnect_delay_set for the broker; `Backoff` (exponential with jitter,
+  0.5 s doubling to 30 s) per endpoint. An endpoint that is down never holds up the others.
+
+Envelope format and reject reasons: sensornet.envelope. Config: sensornet.bridge_config.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import hashlib
+import json
+import logging
+import os
+import random
+import signal
+import sys
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Protocol
+from urllib.parse import urlsplit
+
+import paho.mqtt.client as mqtt
+from websockets.asyncio.client import connect as ws_connect
+
+from .bridge_config import BridgeConfig, ConfigError, load_config
+from .envelope import RejectedMessage, encode_line, encode_text, parse_json, parse_message
+
+log = logging.getLogger("sensornet.bridge")
+
+
+def _not_paho_noise(record: logging.LogRecord) -> bool:
+    # paho 2.2 logs this at ERROR from its network loop once after every disconnect; the
+    # bridge logs disconnects itself.
+    return not str(record.msg).startswith("Client is not connected")
+
+
+paho_log = logging.getLogger("sensornet.bridge.paho")
+paho_log.addFilter(_not_paho_noise)
+
+SUBSCRIPTIONS = [("connect/+", 1), ("status/+", 1), ("sensors/+/+", 1)]
+BROKER_RECONNECT_MIN_S = 1
+BROKER_RECONNECT_MAX_S = 30
+CONNECT_TIMEOUT_S = 10.0
+SEND_TIMEOUT_S = 30.0
+
+
+class Backoff:
+    """Reconnect delays: exponential from `initial` seconds, doubling up to `cap`, with jitter.
+
+    next() -> seconds to wait: min(cap, initial * 2**attempt) times a random factor in
+    [0.5, 1.0) ("equal jitter"), so many bridges restarted together do not reconnect in step.
+    reset() after a successful connection. rng: () -> float in [0, 1) (random.random).
+    """
+
+    def __init__(self, initial: float = 0.5, cap: float = 30.0, rng: Callable[[], float] = random.random):
+        self.initial, self.cap, self.rng = initial, cap, rng
+        self.attempt = 0
+
+    def next(self) -> float:
+        base = min(self.cap, self.initial * 2 ** min(self.attempt, 32))
+        self.attempt += 1
+        return base * (0.5 + self.rng() / 2)
+
+    def reset(self) -> None:
+        self.attempt = 0
+
+
+class Outbox:
+    """A bounded FIFO of envelopes for one endpoint.
+
+    put(item) appends and returns True when the queue was full and its oldest item was dropped.
+    head() waits for and returns (sequence number, item) of the oldest item without removing
+    it; remove(seq) removes it once sent (a no-op when an overflow already dropped it).
+    """
+
+    def __init__(self, maxlen: int):
+        self.maxlen = maxlen
+        self._items: collections.deque[tuple[int, Any]] = collections.deque()
+        self._next_seq = 0
+        self._nonempty = asyncio.Event()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def put(self, item: Any) -> bool:
+        dropped = len(self._items) >= self.maxlen
+        if dropped:
+            self._items.popleft()
+        self._items.append((self._next_seq, item))
+        self._next_seq += 1
+        self._nonempty.set()
+        return dropped
+
+    def peek(self) -> tuple[int, Any] | None:
+        return self._items[0] if self._items else None
+
+    async def head(self) -> tuple[int, Any]:
+        while not self._items:
+            self._nonempty.clear()
+            await self._nonempty.wait()
+        return self._items[0]
+
+    def remove(self, seq: int) -> None:
+        if self._items and self._items[0][0] == seq:
+            self._items.popleft()
+
+    def items(self) -> list[Any]:
+        return [item for _, item in self._items]
+
+
+@dataclass
+class BridgeStats:
+    """Counters, updated on the asyncio loop. Endpoint counters are keyed by endpoint URL.
+
+    received: messages from the broker (redeliveries count again); rejected: reason -> count;
+    forwarded: envelopes send() accepted; dropped: envelopes lost to queue overflow.
+    """
+
+    received: int = 0
+    rejected: collections.Counter[str] = field(default_factory=collections.Counter)
+    forwarded: collections.Counter[str] = field(default_factory=collections.Counter)
+    dropped: collections.Counter[str] = field(default_factory=collections.Counter)
+
+
+class _WsConnection:
+    """One WebSocket connection: one text frame per envelope."""
+
+    def __init__(self, ws):
+        self.ws = ws
+
+    @classmethod
+    async def open(cls, url: str) -> "_WsConnection":
+        return cls(await ws_connect(url, open_timeout=CONNECT_TIMEOUT_S, max_size=2 ** 20))
+
+    async def send(self, envelope: dict[str, Any]) -> None:
+        await self.ws.send(encode_text(envelope))
+
+    async def wait_closed(self) -> None:
+        await self.ws.wait_closed()
+
+    async def close(self) -> None:
+        await self.ws.close()
+
+
+class _TcpConnection:
+    """One TCP connection: newline-delimited JSON, one line per envelope.
+
+    Anything the endpoint sends is discarded; its end of stream (FIN) marks the connection
+    closed, so the next envelope is not written into a connection the endpoint already left.
+    """
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
+        self.reader, self.writer = reader, writer
+
+    @classmethod
+    async def open(cls, url: str) -> "_TcpConnection":
+        parts = urlsplit(url)
+        reader, writer = await asyncio.wait_for(
+            asyncio.open_connection(parts.hostname, parts.port), CONNECT_TIMEOUT_S)
+        return cls(reader, writer)
+
+    async def send(self, envelope: dict[str, Any]) -> None:
+        if self.reader.at_eof() or self.writer.is_closing():
+            raise ConnectionError("closed by the endpoint")
+        self.writer.write(encode_line(envelope))
+        await self.writer.drain()
+
+    async def wait_closed(self) -> None:
+        while await self.reader.read(65536):
+            pass
+
+    async def close(self) -> None:
+        self.writer.close()
+        try:
+            await self.writer.wait_closed()
+        except OSError:
+            pass
+
+
+class Connection(Protocol):
+    """What EndpointSender needs from a connection to an endpoint."""
+
+    async def send(self, envelope: dict[str, Any]) -> None: ...  # returns once written; raises on failure
+    async def wait_closed(self) -> None: ...  # returns (or raises) when the endpoint closed it
+    async def close(self) -> None: ...
+
+
+async def open_connection(url: str) -> Connection:
+    """Open a connection to an endpoint URL (ws://, wss:// or tcp://HOST:PORT).
+
+    Raises OSError, TimeoutError (after CONNECT_TIMEOUT_S) or a websockets InvalidHandshake.
+    """
+    return await (_TcpConnection if url.startswith("tcp://") else _WsConnection).open(url)
+
+
+class EndpointSender:
+    """Keeps one endpoint connected and sends its Outbox in order, at-least-once.
+
+    Runs as its own asyncio task (`run()`); never raises except on cancellation.
+    """
+
+    def __init__(self, url: str, outbox: Outbox, stats: BridgeStats, backoff: Backoff):
+        self.url, self.outbox, self.stats, self.backoff = url, outbox, stats, backoff
+        self.connected = asyncio.Event()
+
+    async def run(self) -> None:
+        while True:
+            conn, delay = None, 0.0
+            try:
+                conn = await open_connection(self.url)
+                log.info("endpoint %s: connected (%d queued)", self.url, len(self.outbox))
+                self.backoff.reset()
+                self.connected.set()
+                await self._pump(conn)
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:  # noqa: BLE001 - any failure means: reconnect later
+                delay = self.backoff.next()
+                what = "disconnected" if conn else "cannot connect"
+                log.warning("endpoint %s: %s (%s); retry in %.1f s, %d queued",
+                            self.url, what, _describe(e), delay, len(self.outbox))
+            finally:
+                self.connected.clear()
+                if conn:
+                    await _close_quietly(conn)
+            await asyncio.sleep(delay)
+
+    async def _pump(self, conn: Connection) -> None:
+        closed = asyncio.ensure_future(conn.wait_closed())
+        try:
+            while True:
+                if self.outbox.peek() is None:
+                    head = asyncio.ensure_future(self.outbox.head())
+                    await asyncio.wait([head, closed], return_when=asyncio.FIRST_COMPLETED)
+                    head.cancel()
+                if closed.done():
+                    raise ConnectionError("closed by the endpoint")
+                seq, envelope = self.outbox.peek()
+                async with asyncio.timeout(SEND_TIMEOUT_S):
+                    await conn.send(envelope)
+                self.outbox.remove(seq)
+                self.stats.forwarded[self.url] += 1
+                await asyncio.sleep(0)  # let the loop take in MQTT messages between sends
+        finally:
+            closed.cancel()
+            if closed.done() and not closed.cancelled():
+                closed.exception()  # retrieved: the reason is logged by run()
+
+    async def drain(self, timeout: float) -> bool:
+        """Wait up to `timeout` seconds for the Outbox to empty; True when it did."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while len(self.outbox) and loop.time() < deadline:
+            await asyncio.sleep(0.02)
+        return not len(self.outbox)
+
+
+async def _close_quietly(conn: Connection) -> None:
+    try:
+        async with asyncio.timeout(2):
+            await conn.close()
+    except Exception:  # noqa: BLE001 - already failing; closing is best effort
+        pass
+
+
+def _describe(error: BaseException) -> str:
+    text = str(error)
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
+def spool_path(state_dir: Path, url: str) -> Path:
+    """File holding one endpoint's unsent envelopes between runs: spool-<sha256(url)[:16]>.jsonl."""
+    return Path(state_dir) / f"spool-{hashlib.sha256(url.encode()).hexdigest()[:16]}.jsonl"
+
+
+class Bridge:
+    """The bridge: one MQTT client, one Outbox and EndpointSender per endpoint URL.
+
+    config: BridgeConfig. state_dir: where unsent envelopes are saved on shutdown and read back
+    on start (None: not saved; they are logged as lost). drain_timeout: seconds stop() lets
+    endpoints take queued envelopes. backoff: () -> Backoff for each endpoint. clock: for the
+    envelopes' received_at (sensornet.envelope.utc_now).
+
+    Use `await bridge.run()` (returns after the shutdown), and `await bridge.stop()` from another
+    task, or `bridge.request_stop()` from a signal handler; `await bridge.wait_subscribed(timeout)`
+    is True once the subscriptions are granted. `stats` holds the counters. One run() per object.
+    """
+
+    def __init__(self, config: BridgeConfig, *, state_dir: Path | None = None, drain_timeout: float = 3.0,
+                 backoff: Callable[[], Backoff] = Backoff, clock: Callable[[], datetime] | None = None):
+        self.config = config
+        self.state_dir = Path(state_dir) if state_dir else None
+        self.drain_timeout = drain_timeout
+        self.stats = BridgeStats()
+        self._backoff = backoff
+        self._clock = clock
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._client: mqtt.Client | None = None
+        self._senders: list[EndpointSender] = []
+        self._tasks: list[asyncio.Task] = []
+        self._session = 0  # bumped on every connect and disconnect; acks only within one connection
+        self._stopping = False
+        self._stop_requested: asyncio.Event | None = None
+        self._stopped: asyncio.Event | None = None
+        self._subscribed: asyncio.Event | None = None
+
+    # ---- lifecycle (asyncio loop) ----
+
+    async def run(self) -> None:
+        """Connect and forward until stop(); then shut down cleanly (see the module docstring)."""
+        self._loop = asyncio.get_running_loop()
+        self._stop_requested, self._stopped, self._subscribed = asyncio.Event(), asyncio.Event(), asyncio.Event()
+        self._stopping, self._senders = False, []
+        for url in self.config.endpoints:
+            outbox = Outbox(self.config.queue_size)
+            self._senders.append(EndpointSender(url, outbox, self.stats, self._backoff()))
+        self._load_spool()
+        self._tasks = [asyncio.create_task(s.run(), name=f"endpoint {s.url}") for s in self._senders]
+        mqtt_conf = self.config.mqtt
+        log.info("starting: broker %s:%d as client id %r (user %s), endpoints: %s",
+                 mqtt_conf.host, mqtt_conf.port, mqtt_conf.client_id, mqtt_conf.username or "-",
+                 ", ".join(self.config.endpoints))
+        self._client = self._make_client()
+        self._client.connect_async(mqtt_conf.host, mqtt_conf.port, mqtt_conf.keepalive_s)
+        self._client.loop_start()
+        try:
+            await self._stop_requested.wait()
+        finally:
+            await self._shutdown()
+            self._stopped.set()
+
+    def request_stop(self) -> None:
+        """Ask run() to shut down (safe from a signal handler on the loop); does not wait."""
+        if self._stop_requested is not None:
+            self._stop_requested.set()
+
+    async def stop(self) -> None:
+        """Ask run() to shut down and wait until it has."""
+        self.request_stop()
+        if self._stopped is not None:
+            await self._stopped.wait()
+
+    async def wait_subscribed(self, timeout: float) -> bool:
+        """True once the broker granted the subscriptions, False after `timeout` seconds."""
+        try:
+            async with asyncio.timeout(timeout):
+                while self._subscribed is None:  # run() has not started yet
+                    await asyncio.sleep(0.01)
+                await self._subscribed.wait()
+            return True
+        except TimeoutError:
+            return False
+
+    async def _shutdown(self) -> None:
+        self._stopping = True  # messages still arriving are not acked: the broker redelivers them
+        client = self._client
+        if client is not None:
+            client.disconnect()
+            await asyncio.to_thread(client.loop_stop)
+        pending = [s for s in self._senders if len(s.outbox)]
+        if pending:
+            await asyncio.gather(*(s.drain(self.drain_timeout) for s in pending))
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._save_spool()
+        log.info("stopped: %d received, %d rejected, forwarded %s",
+                 self.stats.received, sum(self.stats.rejected.values()),
+                 ", ".join(f"{url} {self.stats.forwarded[url]}" for url in self.config.endpoints))
+
+    # ---- MQTT (paho's network thread: never block, hand over to the loop) ----
+
+    def _make_client(self) -> mqtt.Client:
+        conf = self.config.mqtt
+        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=conf.client_id,
+                             clean_session=False, protocol=mqtt.MQTTv311, manual_ack=True)
+        if conf.username:
+            client.username_pw_set(conf.username, conf.password)
+        client.reconnect_delay_set(BROKER_RECONNECT_MIN_S, BROKER_RECONNECT_MAX_S)
+        client.enable_logger(paho_log)
+        client.on_connect = self._on_connect
+        client.on_connect_fail = self._on_connect_fail
+        client.on_disconnect = self._on_disconnect
+        client.on_subscribe = self._on_subscribe
+        client.on_message = self._on_message
+        return client
+
+    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
+        conf = self.config.mqtt
+        if reason_code.is_failure:
+            log.error("broker %s:%d refused the connection: %s", conf.host, conf.port, reason_code)
+            return
+        self._session += 1
+        log.info("broker %s:%d: connected as %r, session present: %s",
+                 conf.host, conf.port, conf.client_id, "yes" if flags.session_present else "no (new session)")
+        client.subscribe(SUBSCRIPTIONS)
+
+    def _on_connect_fail(self, client, userdata) -> None:
+        conf = self.config.mqtt
+        log.warning("broker %s:%d: cannot connect; retrying (up to every %d s)",
+                    conf.host, conf.port, BROKER_RECONNECT_MAX_S)
+
+    def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
+        self._session += 1
+        self._call_in_loop(self._subscribed.clear)
+        if not self._stopping:
+            conf = self.config.mqtt
+            log.warning("broker %s:%d: disconnected (%s); reconnecting", conf.host, conf.port, reason_code)
+
+    def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:
+        failed = [f"{topic}: {rc}" for (topic, _), rc in zip(SUBSCRIPTIONS, reason_codes) if rc.is_failure]
+        if failed:
+            log.error("broker refused subscriptions (check broker/acl for user %s): %s",
+                      self.config.mqtt.username, "; ".join(failed))
+            return
+        log.info("subscribed: %s at QoS 1", ", ".join(topic for topic, _ in SUBSCRIPTIONS))
+        self._call_in_loop(self._subscribed.set)
+
+    def _on_message(self, client, userdata, message: mqtt.MQTTMessage) -> None:
+        try:
+            topic: str | bytes = message.topic
+        except UnicodeDecodeError:
+            topic = bytes(getattr(message, "_topic", b""))
+        self._call_in_loop(self._handle_message, topic, message.payload, message.retain, message.qos,
+                           message.mid, self._session)
+
+    def _call_in_loop(self, callback: Callable[..., Any], *args: Any) -> None:
+        try:
+            self._loop.call_soon_threadsafe(callback, *args)
+        except RuntimeError:  # loop closed: the process is exiting; the broker redelivers
+            pass
+
+    # ---- messages (asyncio loop) ----
+
+    def _handle_message(self, topic: str | bytes, payload: bytes, retain: bool, qos: int, mid: int,
+                        session: int) -> None:
+        if self._stopping:
+            return
+        self.stats.received += 1
+        try:
+            kwargs = {"clock": self._clock} if self._clock else {}
+            envelope = parse_message(topic, payload, retain=retain, qos=qos,
+                                     max_payload_bytes=self.config.max_payload_bytes, **kwargs)
+        except RejectedMessage as e:
+            self.stats.rejected[e.reason] += 1
+            log.warning("rejected %s on %s: %s", e.reason, e.topic, e.detail)
+        else:
+            for sender in self._senders:
+                self._enqueue(sender, envelope)
+        if qos > 0 and session == self._session:
+            self._client.ack(mid, qos)
+        # Otherwise the connection it came on is gone; the broker redelivers it (a duplicate).
+
+    def _enqueue(self, sender: EndpointSender, envelope: dict[str, Any]) -> None:
+        if sender.outbox.put(envelope):
+            self.stats.dropped[sender.url] += 1
+            count = self.stats.dropped[sender.url]
+            if count == 1 or count % 1000 == 0:
+                log.warning("endpoint %s: queue full (%d), dropped the oldest envelope (%d dropped so far)",
+                            sender.url, sender.outbox.maxlen, count)
+
+    # ---- saving unsent envelopes across restarts ----
+
+    def _save_spool(self) -> None:
+        for sender in self._senders:
+            left = sender.outbox.items()
+            if not left:
+                continue
+            if self.state_dir is None:
+                log.warning("endpoint %s: %d envelopes not delivered and lost (no state directory)",
+                            sender.url, len(left))
+                continue
+            path = spool_path(self.state_dir, sender.url)
+            try:
+                self.state_dir.mkdir(parents=True, exist_ok=True)
+                tmp = path.with_suffix(".tmp")
+                with open(tmp, "wb") as f:
+                    f.write(json.dumps({"endpoint": sender.url}).encode() + b"\n")
+                    f.writelines(encode_line(e) for e in left)
+                    f.flush()
+                    os.fsync(f.fileno())
+                tmp.replace(path)
+                log.info("endpoint %s: saved %d undelivered envelopes to %s", sender.url, len(left), path)
+            except OSError as e:
+                log.error("endpoint %s: could not save %d envelopes to %s: %s", sender.url, len(left), path, e)
+
+    def _load_spool(self) -> None:
+        if self.state_dir is None:
+            return
+        for sender in self._senders:
+            path = spool_path(self.state_dir, sender.url)
+            try:
+                lines = path.read_bytes().splitlines()
+            except FileNotFoundError:
+                continue
+            except OSError as e:
+                log.error("endpoint %s: cannot read saved envelopes %s: %s", sender.url, path, e)
+                continue
+            loaded = 0
+            for line in lines[1:]:
+                try:
+                    sender.outbox.put(parse_json(line.decode("utf-8")))
+                    loaded += 1
+                except ValueError:
+                    log.warning("endpoint %s: skipped a damaged line in %s", sender.url, path)
+            path.unlink(missing_ok=True)
+            log.info("endpoint %s: loaded %d envelopes saved by the last run", sender.url, loaded)
+
+
+def configure_logging(level: str = "INFO") -> None:
+    """One line per event to stderr: time, level, logger, message (no time under journald, which adds it)."""
+    stamp = "" if os.environ.get("JOURNAL_STREAM") else "%(asctime)s "
+    logging.basicConfig(stream=sys.stderr, level=getattr(logging, level),
+                        format=stamp + "%(levelname)s %(name)s: %(message)s")
+    quiet = logging.DEBUG if level == "DEBUG" else logging.WARNING
+    paho_log.setLevel(quiet)
+    logging.getLogger("websockets").setLevel(quiet)
+
+
+async def serve(bridge: Bridge) -> None:
+    """Run `bridge` until SIGTERM or SIGINT."""
+    loop = asyncio.get_running_loop()
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, bridge.request_stop)
+    await bridge.run()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`sensornet bridge [flags]`: 0 after a clean shutdown, 2 for bad usage or configuration."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        config, level = load_config(argv)
+    except ConfigError as e:
+        print(f"sensornet bridge: {e}", file=sys.stderr)
+        return 2
+    except SystemExit as e:  # argparse: --help (0) or a bad flag (2), message already printed
+        return e.code if isinstance(e.code, int) else 2
+    configure_logging(level)
+    state_dir = config.state_dir or os.environ.get("STATE_DIRECTORY", "").split(":")[0] or None
+    asyncio.run(serve(Bridge(config, state_dir=Path(state_dir) if state_dir else None)))
+    return 0
