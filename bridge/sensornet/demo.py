@@ -10,6 +10,7 @@ WebSocket and TCP; otherwise it runs until Ctrl-C. Logs of every part go to the 
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import queue
 import secrets
@@ -52,6 +53,16 @@ def _lines(stream, out: queue.Queue) -> None:
     for raw in stream:
         out.put(raw.decode("utf-8", "replace").rstrip("\n"))
     out.put(None)
+
+
+def _drift_light(boards, stopping: threading.Event, period_s: float = 60.0) -> None:
+    """Let each board's light wander +-15 % around its level, as a room's does over a minute."""
+    base = [b.lux for b in boards]
+    t0 = time.monotonic()
+    while not stopping.wait(2.0):
+        t = time.monotonic() - t0
+        for i, b in enumerate(boards):
+            b.set_light(round(base[i] * (1 + 0.15 * math.sin(2 * math.pi * t / period_s + i)), 2))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -121,6 +132,7 @@ def main(argv: list[str] | None = None) -> int:
 
         lines: queue.Queue = queue.Queue()
         threading.Thread(target=_lines, args=(endpoint.stdout, lines), daemon=True).start()
+        threading.Thread(target=_drift_light, args=(boards, stopping), daemon=True).start()
         deadline = time.monotonic() + args.duration if args.duration else None
         while not stopping.is_set():
             timeout = 0.5 if deadline is None else min(0.5, deadline - time.monotonic())
@@ -146,6 +158,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"sensornet demo: {e}", file=sys.stderr)
         return 1
     finally:
+        stopping.set()
         for b in boards:
             b.stop()
         _stop(bridge)

@@ -19,6 +19,10 @@ _CEILING = (5047, 37177, 65535)  # counts at which a channel is saturated
 _CLIPPED = (4900, 37000, 65000)  # treat as saturated from here (datasheet ceiling less a margin)
 _AUTO_WINDOW = ((100, 4850), (200, 36000), (500, 63000))  # channel 0 (low, high) for auto gain
 _MARGIN_MS = const(20)  # waited past the integration time before reading
+# Lux coefficients per package, from the datasheet's tables. First row: R <= limit gives
+# a*C0 - b*C0*R^1.4; then rows (limit, a, b): R <= limit gives a*C0 - b*C1; beyond: 0.
+_LUX_T = ((0.50, 0.0304, 0.062), ((0.61, 0.0224, 0.031), (0.80, 0.0128, 0.0153), (1.30, 0.00146, 0.00112)))
+_LUX_CS = ((0.52, 0.0315, 0.0593), ((0.65, 0.0229, 0.0291), (0.80, 0.0157, 0.0180), (1.30, 0.00338, 0.00260)))
 
 
 def lux(broadband, ir, gain, integration_ms, package="T"):
@@ -40,28 +44,15 @@ def lux(broadband, ir, gain, integration_ms, package="T"):
     if c0 == 0:
         return 0.0
     r = c1 / c0
-    if package == "CS":
-        if r <= 0.52:
-            v = 0.0315 * c0 - 0.0593 * c0 * r ** 1.4
-        elif r <= 0.65:
-            v = 0.0229 * c0 - 0.0291 * c1
-        elif r <= 0.80:
-            v = 0.0157 * c0 - 0.0180 * c1
-        elif r <= 1.30:
-            v = 0.00338 * c0 - 0.00260 * c1
-        else:
-            v = 0.0
+    first, rows = _LUX_CS if package == "CS" else _LUX_T
+    if r <= first[0]:
+        v = first[1] * c0 - first[2] * c0 * r ** 1.4
     else:
-        if r <= 0.50:
-            v = 0.0304 * c0 - 0.062 * c0 * r ** 1.4
-        elif r <= 0.61:
-            v = 0.0224 * c0 - 0.031 * c1
-        elif r <= 0.80:
-            v = 0.0128 * c0 - 0.0153 * c1
-        elif r <= 1.30:
-            v = 0.00146 * c0 - 0.00112 * c1
-        else:
-            v = 0.0
+        v = 0.0  # R > 1.30
+        for limit, a, b in rows:
+            if r <= limit:
+                v = a * c0 - b * c1
+                break
     return v if v > 0 else 0.0
 
 
