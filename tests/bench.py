@@ -66,7 +66,7 @@ async def _bridge_throughput(n: int = 2000) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         port = free_port()
         with Broker(Path(tmp) / "broker", port=port, bind="127.0.0.1",
-                    accounts={"bridge": BRIDGE_PASSWORD, "huzzah-bench": "pw"}) as broker:
+                    accounts={"bridge": BRIDGE_PASSWORD, "huzzah-bench": "pw"}):
             async with Endpoint("127.0.0.1", 0, 0) as ep:
                 env = dict(os.environ, SENSORNET_BRIDGE_PASSWORD=BRIDGE_PASSWORD)
                 bridge = subprocess.Popen([sys.executable, "-m", "sensornet.cli", "bridge", "--host", "127.0.0.1",

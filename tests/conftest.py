@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 import uuid
@@ -10,17 +9,10 @@ import uuid
 import paho.mqtt.client as mqtt
 import pytest
 
-from sensornet.broker import Broker
-from virtual_huzzah.board import AccessPoint, VirtualBoard
+from sensornet.broker import Broker, free_port  # noqa: F401 - tests import free_port from here
+from virtual_huzzah.board import AccessPoint, VirtualBoard, client_id_for
 
 BRIDGE_PASSWORD = "bridge-test-password"
-
-
-def free_port() -> int:
-    """Return a TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture
@@ -116,7 +108,7 @@ def make_board(tmp_path):
     made = []
 
     def make(chip_id: int = 0xC0FF01, port: int | None = None, broker=None, start: bool = True, **kwargs):
-        client_id = "huzzah-" + chip_id.to_bytes(4, "little").hex()
+        client_id = client_id_for(chip_id)
         if port is not None and "config" not in kwargs:
             kwargs["config"] = device_config(client_id, port)
         if broker is not None:

@@ -84,6 +84,13 @@ def write_accounts(password_file: Path, accounts: dict[str, str]) -> None:
     password_file.chmod(0o600)
 
 
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port on `host` that nothing listens on right now (int)."""
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
 def wait_for_port(host: str, port: int, timeout: float) -> bool:
     """Return True once a TCP connection to host:port succeeds, False after `timeout` seconds."""
     deadline = time.monotonic() + timeout

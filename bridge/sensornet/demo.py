@@ -16,7 +16,6 @@ import queue
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -24,15 +23,9 @@ import time
 from pathlib import Path
 
 from . import paths
-from .broker import Broker, BrokerError, wait_for_port
+from .broker import Broker, BrokerError, free_port, wait_for_port
 
 HOST = "127.0.0.1"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
 
 
 def _sensornet(*args: str) -> list[str]:
@@ -88,8 +81,8 @@ def main(argv: list[str] | None = None) -> int:
     state = args.state_dir
     shutil.rmtree(state, ignore_errors=True)
     state.mkdir(parents=True)
-    port = args.port or _free_port()
-    ws_port, tcp_port = _free_port(), _free_port()
+    port = args.port or free_port(HOST)
+    ws_port, tcp_port = free_port(HOST), free_port(HOST)
     bridge_password, device_password = secrets.token_urlsafe(12), secrets.token_urlsafe(12)
     try:
         boards = make_fleet(state / "boards", args.count, HOST, port, device_password,

@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
-import json
 import logging
 import signal
 import sys
@@ -36,7 +35,7 @@ from typing import Any, NamedTuple
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
-from .envelope import DEFAULT_MAX_LINE_BYTES, LineSplitter, MalformedEnvelope, decode_envelope
+from .envelope import DEFAULT_MAX_LINE_BYTES, LineSplitter, MalformedEnvelope, decode_envelope, encode_json
 
 log = logging.getLogger("sensornet.endpoint")
 
@@ -58,13 +57,12 @@ def format_line(received: Received) -> str:
     The payload is compact, ASCII-only JSON, so the line is one line whatever the payload.
     """
     env = received.envelope
-    payload = json.dumps(env["payload"], separators=(",", ":"), ensure_ascii=True)
-    return f"{env['received_at']} {received.via} {env['topic']} {payload}"
+    return f"{env['received_at']} {received.via} {env['topic']} {encode_json(env['payload'])}"
 
 
 def format_jsonl(received: Received) -> str:
     """The --jsonl output line (no newline): the envelope's JSON with an added "via" key."""
-    return json.dumps({**received.envelope, "via": received.via}, separators=(",", ":"), ensure_ascii=True)
+    return encode_json({**received.envelope, "via": received.via})
 
 
 class Endpoint:

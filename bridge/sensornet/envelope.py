@@ -184,9 +184,9 @@ def parse_message(topic: str | bytes, payload: bytes, *, retain: bool = False, q
             "received_at": format_timestamp(clock())}
 
 
-def encode_json(envelope: dict[str, Any]) -> str:
-    """Compact, ASCII-only JSON for an envelope (str, no newline)."""
-    return json.dumps(envelope, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
+def encode_json(value: Any) -> str:
+    """Compact, ASCII-only JSON for an envelope or a payload value (str, no newline)."""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
 
 
 def encode_text(envelope: dict[str, Any]) -> str:

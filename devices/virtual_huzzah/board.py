@@ -84,7 +84,7 @@ def model_overhead(micropython: str, lib_dir: Path | None) -> tuple[int, int]:
     with tempfile.TemporaryDirectory() as tmp:
         hw = Path(tmp)
         (hw / "state.json").write_text(json.dumps(_state_dict("01ffc000", "5ccf7fc0ff01", 100.0, 0.3,
-                                                              0x39, TSL2561_PART_ID, AccessPoint())))
+                                                              0x39, AccessPoint())))
         env = dict(os.environ, MICROPYPATH=vm_path(lib_dir), VIRTUAL_HUZZAH_HW=str(hw))
         result = subprocess.run([micropython, "-X", "heapsize=4M", str(VM_DIR / "_calibrate.py")],
                                 cwd=tmp, env=env, capture_output=True, text=True, timeout=30)
@@ -100,15 +100,23 @@ def heap_budget(micropython: str, lib_dir: Path | None) -> int:
     return -(-(FIRMWARE_HEAP + models + umqtt) // 1024) * 1024
 
 
-def _state_dict(unique_id_hex, mac_hex, lux, ir_ratio, tsl2561_address, tsl2561_id, ap):
-    return {
-        "chip_id": unique_id_hex,
-        "mac": mac_hex,
-        "lux": lux,
-        "ir_ratio": ir_ratio,
-        "i2c": {} if tsl2561_address is None else {str(tsl2561_address): {"model": "tsl2561", "id": tsl2561_id}},
-        "ap": None if ap is None else {"ssid": ap.ssid, "password": ap.password},
-    }
+def client_id_for(chip_id: int) -> str:
+    """The client id the firmware derives on a board with this chip id (str): "huzzah-" + hex of
+    machine.unique_id(), which on the esp8266 port is the chip id's 4 bytes, little-endian."""
+    return "huzzah-" + chip_id.to_bytes(4, "little").hex()
+
+
+def _i2c_bus(tsl2561_address: int | None) -> dict:
+    return {} if tsl2561_address is None else {str(tsl2561_address): {"model": "tsl2561", "id": TSL2561_PART_ID}}
+
+
+def _access_point(ap: AccessPoint | None) -> dict | None:
+    return None if ap is None else {"ssid": ap.ssid, "password": ap.password}
+
+
+def _state_dict(unique_id_hex, mac_hex, lux, ir_ratio, tsl2561_address, ap):
+    return {"chip_id": unique_id_hex, "mac": mac_hex, "lux": lux, "ir_ratio": ir_ratio,
+            "i2c": _i2c_bus(tsl2561_address), "ap": _access_point(ap)}
 
 
 class VirtualBoard:
@@ -144,7 +152,7 @@ class VirtualBoard:
         self.unique_id = chip_id.to_bytes(4, "little")
         self.mac = ":".join(f"{b:02x}" for b in bytes.fromhex(ESPRESSIF_OUI) + chip_id.to_bytes(3, "big"))
         self._state = _state_dict(self.unique_id.hex(), self.mac.replace(":", ""), lux, ir_ratio,
-                                  tsl2561_address, TSL2561_PART_ID, access_point)
+                                  tsl2561_address, access_point)
         self.console: list[str] = []
         self.process: subprocess.Popen | None = None
         self._reader: threading.Thread | None = None
@@ -158,7 +166,7 @@ class VirtualBoard:
     @property
     def client_id(self) -> str:
         """The client id the firmware derives: "huzzah-" + hex of machine.unique_id() (str)."""
-        return "huzzah-" + self.unique_id.hex()
+        return client_id_for(self.chip_id)
 
     # --- the world around the board -------------------------------------------------------
     def _write_state(self) -> None:
@@ -176,12 +184,12 @@ class VirtualBoard:
 
     def set_tsl2561(self, address: int | None) -> None:
         """Plug a TSL2561 in at `address`, or unplug it (None)."""
-        self._state["i2c"] = {} if address is None else {str(address): {"model": "tsl2561", "id": TSL2561_PART_ID}}
+        self._state["i2c"] = _i2c_bus(address)
         self._write_state()
 
     def set_access_point(self, ap: AccessPoint | None) -> None:
         """Put an access point in range, or take it away (None)."""
-        self._state["ap"] = None if ap is None else {"ssid": ap.ssid, "password": ap.password}
+        self._state["ap"] = _access_point(ap)
         self._write_state()
 
     # --- power ----------------------------------------------------------------------------

@@ -8,16 +8,16 @@ its client id (broker/acl); all boards of one fleet share one password.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import signal
 import sys
 import threading
-import time
 from pathlib import Path
 
 from sensornet import paths
 
-from .board import AccessPoint, BoardError, VirtualBoard
+from .board import AccessPoint, BoardError, VirtualBoard, client_id_for
 
 DEFAULT_FIRST_CHIP_ID = 0xC0FF01
 DEFAULT_LUX = (40.0, 400.0, 4000.0)  # a dim room, an office, an overcast day
@@ -51,12 +51,12 @@ def make_fleet(root: Path, count: int, broker_host: str, broker_port: int, passw
     boards = []
     for i in range(count):
         chip_id = first_chip_id + i
-        client_id = "huzzah-" + chip_id.to_bytes(4, "little").hex()
+        client_id = client_id_for(chip_id)
         board = VirtualBoard(Path(root) / client_id, chip_id, lux=lux[i % len(lux)], access_point=ap,
                              config=board_config(client_id, ap, broker_host, broker_port, password, interval_s),
                              micropython=micropython)
         if on_console:
-            board.on_console = (lambda b: lambda line: on_console(b, line))(board)
+            board.on_console = functools.partial(on_console, board)
         boards.append(board)
     return boards
 
