@@ -68,9 +68,10 @@ else
 fi
 command -v mosquitto_passwd >/dev/null || die "mosquitto_passwd not found: sudo apt-get install mosquitto"
 
-# esptool and rshell live in the project's virtual environment
+# esptool, rshell and the `sensornet` command (for the client-id rule) live in the project's
+# virtual environment
 venv=.venv
-if [ "$dry_run" = 0 ] && { [ ! -x "$venv/bin/esptool.py" ] || [ ! -x "$venv/bin/rshell" ]; }; then
+if [ ! -x "$venv/bin/sensornet" ] || { [ "$dry_run" = 0 ] && { [ ! -x "$venv/bin/esptool.py" ] || [ ! -x "$venv/bin/rshell" ]; }; }; then
   [ -x "$venv/bin/pip" ] || python3 -m venv "$venv"
   "$venv/bin/pip" install -q -e '.[provision]'
 fi
@@ -86,9 +87,7 @@ fi
 mac=$(echo "$mac" | tr 'A-F' 'a-f')
 [[ "$mac" =~ ^([0-9a-f]{2}:){5}[0-9a-f]{2}$ ]] || die "--mac: expected aa:bb:cc:dd:ee:ff"
 if [ -z "$client_id" ]; then
-  # machine.unique_id() on the esp8266 port: the 24-bit chip id (the MAC's last 3 bytes), 4 bytes little-endian
-  IFS=: read -r _ _ _ b3 b4 b5 <<<"$mac"
-  client_id="huzzah-${b5}${b4}${b3}00"
+  client_id=$("$venv/bin/sensornet" client-id --mac "$mac")  # the firmware's rule, from topics.py
 fi
 password=$(python3 -c 'import secrets; print(secrets.token_urlsafe(18))')
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from sensornet.broker import Broker
 from tests.conftest import BRIDGE_PASSWORD, DEVICE_PASSWORD, device_config, free_port
 from virtual_huzzah.board import FIRMWARE_HEAP, VirtualBoard, find_micropython, model_overhead
-from sensornet import paths
+from virtual_huzzah import board as paths
 
 
 def machine() -> str:

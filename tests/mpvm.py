@@ -7,7 +7,7 @@ import os
 import subprocess
 from pathlib import Path
 
-from sensornet import paths
+from virtual_huzzah import board as paths
 from virtual_huzzah.board import VM_DIR, find_micropython
 
 

@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from sensornet import paths
+from virtual_huzzah import board as paths
 from tests.conftest import Subscriber, free_port
 from sensornet.broker import Broker
 from virtual_huzzah.board import AccessPoint, VirtualBoard

@@ -19,7 +19,9 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 import pytest
 
-from sensornet.bridge import Backoff, Bridge, Outbox, spool_path
+from sensornet.bridge import Bridge
+from sensornet.outbox import Backoff, Outbox
+from sensornet.spool import spool_path
 from sensornet.bridge_config import BridgeConfig, ConfigError, MqttSettings, load_config
 from sensornet.endpoint import Endpoint
 from tests.conftest import BRIDGE_PASSWORD, free_port

@@ -167,7 +167,7 @@ def test_readings_taken_while_the_broker_is_down_arrive_after_it_returns(broker,
 
 
 def test_firmware_imports_only_modules_of_the_esp8266_port():
-    from sensornet import paths
+    from virtual_huzzah import board as paths
     esp8266 = {"gc", "json", "time", "binascii", "machine", "micropython", "network", "asyncio", "uasyncio",
                "umqtt.simple", "os", "sys", "struct", "socket", "errno", "select", "io", "collections"}
     own = {p.stem for p in paths.FIRMWARE_DIR.glob("*.py")}

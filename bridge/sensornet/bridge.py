@@ -6,7 +6,7 @@ Data path, and where each guarantee comes from:
     --parse_message--> one bounded Outbox per endpoint --EndpointSender task--> ws:// wss:// tcp://
 
 - Session: fixed client id, clean_session=False (MQTT 3.1.1 section 3.1.2.4), subscriptions
-  connect/+, status/+, sensors/+/+ at QoS 1, made again in every on_connect. The bridge never
+  envelope.SUBSCRIPTIONS (connect/+, status/+, sensors/+/+) at QoS 1, made again in every on_connect. The bridge never
   unsubscribes, so the broker queues what devices publish while the bridge is down.
 - Acknowledgement: paho's manual_ack. The PUBACK for a message goes after its envelope is in
   every endpoint's Outbox (or after it was rejected): a crash before that and the broker
@@ -21,33 +21,33 @@ Data path, and where each guarantee comes from:
 - Reconnects: paho's reconnect_delay_set for the broker; `Backoff` (exponential with jitter,
   0.5 s doubling to 30 s) per endpoint. An endpoint that is down never holds up the others.
 
-Envelope format and reject reasons: sensornet.envelope. Config: sensornet.bridge_config.
+Modules: the Outbox and Backoff in sensornet.outbox, endpoint connections and senders in
+sensornet.senders, the spool in sensornet.spool, envelopes and reject reasons in
+sensornet.envelope (topics from feather_huzzah.topics), config in sensornet.bridge_config.
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
-import hashlib
-import json
 import logging
 import os
-import random
 import signal
 import sys
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Protocol
-from urllib.parse import urlsplit
+from typing import Any
 
 import paho.mqtt.client as mqtt
-from websockets.asyncio.client import connect as ws_connect
 
+from feather_huzzah import topics
+
+from . import spool
 from .bridge_config import BridgeConfig, ConfigError, load_config
-from .envelope import RejectedMessage, encode_line, encode_text, parse_json, parse_message
+from .envelope import SUBSCRIPTIONS, RejectedMessage, parse_message
+from .outbox import Backoff, BridgeStats, Outbox
+from .senders import EndpointSender
 
 log = logging.getLogger("sensornet.bridge")
 
@@ -61,240 +61,8 @@ def _not_paho_noise(record: logging.LogRecord) -> bool:
 paho_log = logging.getLogger("sensornet.bridge.paho")
 paho_log.addFilter(_not_paho_noise)
 
-SUBSCRIPTIONS = [("connect/+", 1), ("status/+", 1), ("sensors/+/+", 1)]
 BROKER_RECONNECT_MIN_S = 1
 BROKER_RECONNECT_MAX_S = 30
-CONNECT_TIMEOUT_S = 10.0
-SEND_TIMEOUT_S = 30.0
-
-
-class Backoff:
-    """Reconnect delays: exponential from `initial` seconds, doubling up to `cap`, with jitter.
-
-    next() -> seconds to wait: min(cap, initial * 2**attempt) times a random factor in
-    [0.5, 1.0) ("equal jitter"), so many bridges restarted together do not reconnect in step.
-    reset() after a successful connection. rng: () -> float in [0, 1) (random.random).
-    """
-
-    def __init__(self, initial: float = 0.5, cap: float = 30.0, rng: Callable[[], float] = random.random):
-        self.initial, self.cap, self.rng = initial, cap, rng
-        self.attempt = 0
-
-    def next(self) -> float:
-        base = min(self.cap, self.initial * 2 ** min(self.attempt, 32))
-        self.attempt += 1
-        return base * (0.5 + self.rng() / 2)
-
-    def reset(self) -> None:
-        self.attempt = 0
-
-
-class Outbox:
-    """A bounded FIFO of envelopes for one endpoint.
-
-    put(item) appends and returns True when the queue was full and its oldest item was dropped.
-    head() waits for and returns (sequence number, item) of the oldest item without removing
-    it; remove(seq) removes it once sent (a no-op when an overflow already dropped it).
-    """
-
-    def __init__(self, maxlen: int):
-        self.maxlen = maxlen
-        self._items: collections.deque[tuple[int, Any]] = collections.deque()
-        self._next_seq = 0
-        self._nonempty = asyncio.Event()
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-    def put(self, item: Any) -> bool:
-        dropped = len(self._items) >= self.maxlen
-        if dropped:
-            self._items.popleft()
-        self._items.append((self._next_seq, item))
-        self._next_seq += 1
-        self._nonempty.set()
-        return dropped
-
-    def peek(self) -> tuple[int, Any] | None:
-        return self._items[0] if self._items else None
-
-    async def head(self) -> tuple[int, Any]:
-        while not self._items:
-            self._nonempty.clear()
-            await self._nonempty.wait()
-        return self._items[0]
-
-    def remove(self, seq: int) -> None:
-        if self._items and self._items[0][0] == seq:
-            self._items.popleft()
-
-    def items(self) -> list[Any]:
-        return [item for _, item in self._items]
-
-
-@dataclass
-class BridgeStats:
-    """Counters, updated on the asyncio loop. Endpoint counters are keyed by endpoint URL.
-
-    received: messages from the broker (redeliveries count again); rejected: reason -> count;
-    forwarded: envelopes send() accepted; dropped: envelopes lost to queue overflow.
-    """
-
-    received: int = 0
-    rejected: collections.Counter[str] = field(default_factory=collections.Counter)
-    forwarded: collections.Counter[str] = field(default_factory=collections.Counter)
-    dropped: collections.Counter[str] = field(default_factory=collections.Counter)
-
-
-class _WsConnection:
-    """One WebSocket connection: one text frame per envelope."""
-
-    def __init__(self, ws):
-        self.ws = ws
-
-    @classmethod
-    async def open(cls, url: str) -> "_WsConnection":
-        return cls(await ws_connect(url, open_timeout=CONNECT_TIMEOUT_S, max_size=2 ** 20))
-
-    async def send(self, envelope: dict[str, Any]) -> None:
-        await self.ws.send(encode_text(envelope))
-
-    async def wait_closed(self) -> None:
-        await self.ws.wait_closed()
-
-    async def close(self) -> None:
-        await self.ws.close()
-
-
-class _TcpConnection:
-    """One TCP connection: newline-delimited JSON, one line per envelope.
-
-    Anything the endpoint sends is discarded; its end of stream (FIN) marks the connection
-    closed, so the next envelope is not written into a connection the endpoint already left.
-    """
-
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
-        self.reader, self.writer = reader, writer
-
-    @classmethod
-    async def open(cls, url: str) -> "_TcpConnection":
-        parts = urlsplit(url)
-        reader, writer = await asyncio.wait_for(
-            asyncio.open_connection(parts.hostname, parts.port), CONNECT_TIMEOUT_S)
-        return cls(reader, writer)
-
-    async def send(self, envelope: dict[str, Any]) -> None:
-        if self.reader.at_eof() or self.writer.is_closing():
-            raise ConnectionError("closed by the endpoint")
-        self.writer.write(encode_line(envelope))
-        await self.writer.drain()
-
-    async def wait_closed(self) -> None:
-        while await self.reader.read(65536):
-            pass
-
-    async def close(self) -> None:
-        self.writer.close()
-        try:
-            await self.writer.wait_closed()
-        except OSError:
-            pass
-
-
-class Connection(Protocol):
-    """What EndpointSender needs from a connection to an endpoint."""
-
-    async def send(self, envelope: dict[str, Any]) -> None: ...  # returns once written; raises on failure
-    async def wait_closed(self) -> None: ...  # returns (or raises) when the endpoint closed it
-    async def close(self) -> None: ...
-
-
-async def open_connection(url: str) -> Connection:
-    """Open a connection to an endpoint URL (ws://, wss:// or tcp://HOST:PORT).
-
-    Raises OSError, TimeoutError (after CONNECT_TIMEOUT_S) or a websockets InvalidHandshake.
-    """
-    return await (_TcpConnection if url.startswith("tcp://") else _WsConnection).open(url)
-
-
-class EndpointSender:
-    """Keeps one endpoint connected and sends its Outbox in order, at-least-once.
-
-    Runs as its own asyncio task (`run()`); never raises except on cancellation.
-    """
-
-    def __init__(self, url: str, outbox: Outbox, stats: BridgeStats, backoff: Backoff):
-        self.url, self.outbox, self.stats, self.backoff = url, outbox, stats, backoff
-        self.connected = asyncio.Event()
-
-    async def run(self) -> None:
-        while True:
-            conn, delay = None, 0.0
-            try:
-                conn = await open_connection(self.url)
-                log.info("endpoint %s: connected (%d queued)", self.url, len(self.outbox))
-                self.backoff.reset()
-                self.connected.set()
-                await self._pump(conn)
-            except asyncio.CancelledError:
-                raise
-            except Exception as e:  # noqa: BLE001 - any failure means: reconnect later
-                delay = self.backoff.next()
-                what = "disconnected" if conn else "cannot connect"
-                log.warning("endpoint %s: %s (%s); retry in %.1f s, %d queued",
-                            self.url, what, _describe(e), delay, len(self.outbox))
-            finally:
-                self.connected.clear()
-                if conn:
-                    await _close_quietly(conn)
-            await asyncio.sleep(delay)
-
-    async def _pump(self, conn: Connection) -> None:
-        closed = asyncio.ensure_future(conn.wait_closed())
-        try:
-            while True:
-                if self.outbox.peek() is None:
-                    head = asyncio.ensure_future(self.outbox.head())
-                    await asyncio.wait([head, closed], return_when=asyncio.FIRST_COMPLETED)
-                    head.cancel()
-                if closed.done():
-                    raise ConnectionError("closed by the endpoint")
-                seq, envelope = self.outbox.peek()
-                async with asyncio.timeout(SEND_TIMEOUT_S):
-                    await conn.send(envelope)
-                self.outbox.remove(seq)
-                self.stats.forwarded[self.url] += 1
-                await asyncio.sleep(0)  # let the loop take in MQTT messages between sends
-        finally:
-            closed.cancel()
-            if closed.done() and not closed.cancelled():
-                closed.exception()  # retrieved: the reason is logged by run()
-
-    async def drain(self, timeout: float) -> bool:
-        """Wait up to `timeout` seconds for the Outbox to empty; True when it did."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while len(self.outbox) and loop.time() < deadline:
-            await asyncio.sleep(0.02)
-        return not len(self.outbox)
-
-
-async def _close_quietly(conn: Connection) -> None:
-    try:
-        async with asyncio.timeout(2):
-            await conn.close()
-    except Exception:  # noqa: BLE001 - already failing; closing is best effort
-        pass
-
-
-def _describe(error: BaseException) -> str:
-    text = str(error)
-    return f"{type(error).__name__}: {text}" if text else type(error).__name__
-
-
-def spool_path(state_dir: Path, url: str) -> Path:
-    """File holding one endpoint's unsent envelopes between runs: spool-<sha256(url)[:16]>.jsonl."""
-    return Path(state_dir) / f"spool-{hashlib.sha256(url.encode()).hexdigest()[:16]}.jsonl"
 
 
 class Bridge:
@@ -417,7 +185,7 @@ class Bridge:
         self._session += 1
         log.info("broker %s:%d: connected as %r, session present: %s",
                  conf.host, conf.port, conf.client_id, "yes" if flags.session_present else "no (new session)")
-        client.subscribe(SUBSCRIPTIONS)
+        client.subscribe([(f, topics.QOS) for f in SUBSCRIPTIONS])
 
     def _on_connect_fail(self, client, userdata) -> None:
         conf = self.config.mqtt
@@ -432,12 +200,12 @@ class Bridge:
             log.warning("broker %s:%d: disconnected (%s); reconnecting", conf.host, conf.port, reason_code)
 
     def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:
-        failed = [f"{topic}: {rc}" for (topic, _), rc in zip(SUBSCRIPTIONS, reason_codes) if rc.is_failure]
+        failed = [f"{topic}: {rc}" for topic, rc in zip(SUBSCRIPTIONS, reason_codes, strict=False) if rc.is_failure]
         if failed:
             log.error("broker refused subscriptions (check broker/acl for user %s): %s",
                       self.config.mqtt.username, "; ".join(failed))
             return
-        log.info("subscribed: %s at QoS 1", ", ".join(topic for topic, _ in SUBSCRIPTIONS))
+        log.info("subscribed: %s at QoS %d", ", ".join(SUBSCRIPTIONS), topics.QOS)
         self._call_in_loop(self._subscribed.set)
 
     def _on_message(self, client, userdata, message: mqtt.MQTTMessage) -> None:
@@ -494,42 +262,29 @@ class Bridge:
                 log.warning("endpoint %s: %d envelopes not delivered and lost (no state directory)",
                             sender.url, len(left))
                 continue
-            path = spool_path(self.state_dir, sender.url)
             try:
-                self.state_dir.mkdir(parents=True, exist_ok=True)
-                tmp = path.with_suffix(".tmp")
-                with open(tmp, "wb") as f:
-                    f.write(json.dumps({"endpoint": sender.url}).encode() + b"\n")
-                    f.writelines(encode_line(e) for e in left)
-                    f.flush()
-                    os.fsync(f.fileno())
-                tmp.replace(path)
+                path = spool.save(self.state_dir, sender.url, left)
                 log.info("endpoint %s: saved %d undelivered envelopes to %s", sender.url, len(left), path)
             except OSError as e:
-                log.error("endpoint %s: could not save %d envelopes to %s: %s", sender.url, len(left), path, e)
+                log.error("endpoint %s: could not save %d envelopes to %s: %s", sender.url, len(left),
+                          spool.spool_path(self.state_dir, sender.url), e)
 
     def _load_spool(self) -> None:
         if self.state_dir is None:
             return
         for sender in self._senders:
-            path = spool_path(self.state_dir, sender.url)
             try:
-                lines = path.read_bytes().splitlines()
-            except FileNotFoundError:
-                continue
+                envelopes, damaged = spool.load(self.state_dir, sender.url)
             except OSError as e:
-                log.error("endpoint %s: cannot read saved envelopes %s: %s", sender.url, path, e)
+                log.error("endpoint %s: cannot read saved envelopes %s: %s", sender.url,
+                          spool.spool_path(self.state_dir, sender.url), e)
                 continue
-            loaded = 0
-            for line in lines[1:]:
-                try:
-                    sender.outbox.put(parse_json(line.decode("utf-8")))
-                    loaded += 1
-                except ValueError:
-                    log.warning("endpoint %s: skipped a damaged line in %s", sender.url, path)
-            path.unlink(missing_ok=True)
-            log.info("endpoint %s: loaded %d envelopes saved by the last run", sender.url, loaded)
-
+            if damaged:
+                log.warning("endpoint %s: skipped %d damaged lines of saved envelopes", sender.url, damaged)
+            for envelope in envelopes:
+                sender.outbox.put(envelope)
+            if envelopes or damaged:
+                log.info("endpoint %s: loaded %d envelopes saved by the last run", sender.url, len(envelopes))
 
 def configure_logging(level: str = "INFO") -> None:
     """One line per event to stderr: time, level, logger, message (no time under journald, which adds it)."""

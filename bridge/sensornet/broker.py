@@ -23,6 +23,8 @@ import sys
 import time
 from pathlib import Path
 
+import childproc
+
 from . import paths
 
 DEFAULT_PORT = 1883
@@ -165,20 +167,12 @@ class Broker:
 
     def stop(self, timeout: float = 5.0) -> None:
         """Stop Mosquitto with SIGTERM (it saves its persistence database), SIGKILL after `timeout` s."""
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        childproc.stop(self.process, timeout)
         self._closed()
 
     def kill(self) -> None:
         """Stop Mosquitto with SIGKILL, as a crash would."""
-        if self.process and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
+        childproc.kill(self.process)
         self._closed()
 
     def _closed(self) -> None:

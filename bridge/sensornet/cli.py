@@ -9,15 +9,18 @@ from __future__ import annotations
 import importlib
 import sys
 
+from . import __version__
+
 SUBCOMMANDS = {
     "broker": ("sensornet.broker", "run Mosquitto with the repo's config (Debian binary, no Docker)"),
     "sim": ("virtual_huzzah.fleet", "run virtual Feather Huzzahs (the real firmware on MicroPython) against a broker"),
     "bridge": ("sensornet.bridge", "forward device messages from the broker to WebSocket and TCP endpoints"),
     "endpoint": ("sensornet.endpoint", "reference receiver: listen for WebSocket and TCP, print each reading"),
     "demo": ("sensornet.demo", "broker + three virtual boards + bridge + endpoint, readings printed live"),
+    "client-id": ("sensornet.clientid", "print the client id a board will use, from its Wi-Fi MAC"),
 }
 
-USAGE = "usage: sensornet {%s} [--help] ...\n\n" % ",".join(SUBCOMMANDS) + "\n".join(
+USAGE = "usage: sensornet [--version] {%s} [--help] ...\n\n" % ",".join(SUBCOMMANDS) + "\n".join(
     f"  {name:<9} {text}" for name, (_, text) in SUBCOMMANDS.items())
 
 
@@ -26,6 +29,9 @@ def main(argv: list[str] | None = None) -> int:
     if not argv or argv[0] in ("-h", "--help"):
         print(USAGE)
         return 0 if argv else 2
+    if argv[0] == "--version":
+        print(f"sensornet {__version__}")
+        return 0
     name, rest = argv[0], argv[1:]
     if name not in SUBCOMMANDS:
         print(f"sensornet: unknown subcommand {name!r}\n\n{USAGE}", file=sys.stderr)

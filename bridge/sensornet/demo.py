@@ -22,6 +22,9 @@ import threading
 import time
 from pathlib import Path
 
+import childproc
+from feather_huzzah import topics
+
 from . import paths
 from .broker import Broker, BrokerError, free_port, wait_for_port
 
@@ -30,16 +33,6 @@ HOST = "127.0.0.1"
 
 def _sensornet(*args: str) -> list[str]:
     return [sys.executable, "-m", "sensornet.cli", *args]
-
-
-def _stop(process: subprocess.Popen | None) -> None:
-    if process and process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 def _lines(stream, out: queue.Queue) -> None:
@@ -142,9 +135,9 @@ def main(argv: list[str] | None = None) -> int:
             print(line, flush=True)
             fields = line.split(maxsplit=3)
             if len(fields) == 4:
-                topic = fields[2].split("/")
-                if len(topic) == 3 and topic[0] == "sensors" and topic[2] == "tsl2561" and topic[1] in seen:
-                    seen[topic[1]].add(fields[1])
+                for cid, via in seen.items():
+                    if fields[2] == topics.sensor(cid, topics.TSL2561):
+                        via.add(fields[1])
     except KeyboardInterrupt:
         pass
     except (BrokerError, BoardError, RuntimeError) as e:
@@ -154,8 +147,8 @@ def main(argv: list[str] | None = None) -> int:
         stopping.set()
         for b in boards:
             b.stop()
-        _stop(bridge)
-        _stop(endpoint)
+        childproc.stop(bridge)
+        childproc.stop(endpoint)
         broker.stop()
         for log in logs:
             log.close()

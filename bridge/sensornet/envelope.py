@@ -11,12 +11,9 @@ An envelope is one device message as the bridge forwards it, a dict with exactly
      "payload": {"lux": 12.3, ...},                # parsed JSON value, or the UTF-8 text
      "received_at": "2026-11-21T14:30:00.123Z"}    # when the bridge got it: ISO 8601, UTC, ms
 
-The topics and payloads devices publish (the topic contract):
-
-    connect/<client_id>          Wi-Fi MAC "aa:bb:cc:dd:ee:ff" (text)   retained, QoS 1
-    status/<client_id>           "online"; last will "offline" (text)   retained
-    sensors/<client_id>/tsl2561  JSON {"lux", "broadband", "ir", "gain", "integration_ms", "seq"}  QoS 1
-    sensors/<client_id>/i2c      JSON {"addresses": [57, ...]}          on connect
+The topics devices publish are the topic contract of feather_huzzah.topics (the firmware's
+own topics.py): connect/<client_id> (the MAC, text), status/<client_id> (online/offline, text)
+and sensors/<client_id>/<sensor> (a JSON document).
 
 Wire encodings: `encode_text` gives the str for one WebSocket text frame, `encode_line` the
 bytes for one line of newline-delimited JSON over TCP. Both are compact, ASCII-only JSON, so a
@@ -33,6 +30,8 @@ from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
 
+from feather_huzzah import topics
+
 DEFAULT_MAX_PAYLOAD_BYTES = 16 * 1024
 """Largest payload accepted, in bytes (the broker's max_packet_size is also 16 KiB)."""
 
@@ -40,6 +39,9 @@ DEFAULT_MAX_LINE_BYTES = 1024 * 1024
 """Longest TCP line `LineSplitter` keeps, in bytes, newline excluded (same as websockets' max_size)."""
 
 ENVELOPE_KEYS = ("topic", "client_id", "kind", "payload", "received_at")
+
+SUBSCRIPTIONS = (topics.connect("+"), topics.status("+"), topics.sensor("+", "+"))
+"""The topic filters the bridge subscribes to (QoS 1): every topic devices publish, nothing else."""
 
 # Reason codes carried by RejectedMessage.reason (the bridge counts rejections per code).
 UNKNOWN_TOPIC = "unknown_topic"  # first topic level is not connect, status or sensors
@@ -111,14 +113,14 @@ def split_topic(topic: str | bytes) -> tuple[str, str, str]:
             raise RejectedMessage(NOT_UTF8, "topic is not valid UTF-8", repr(bytes(topic))) from None
     levels = topic.split("/")
     root = levels[0]
-    if root not in ("connect", "status", "sensors"):
-        raise RejectedMessage(UNKNOWN_TOPIC, f"topic {topic!r} is not connect/+, status/+ or sensors/+/+", topic)
-    expected = 3 if root == "sensors" else 2
-    shape = "sensors/<client_id>/<sensor>" if root == "sensors" else f"{root}/<client_id>"
-    if len(levels) != expected or not all(_LEVEL.fullmatch(level) for level in levels):
+    if root not in (topics.CONNECT, topics.STATUS, topics.SENSORS):
+        raise RejectedMessage(UNKNOWN_TOPIC, f"topic {topic!r} is not {', '.join(SUBSCRIPTIONS)}", topic)
+    sensor = root == topics.SENSORS
+    shape = topics.sensor("<client_id>", "<sensor>") if sensor else f"{root}/<client_id>"
+    if len(levels) != (3 if sensor else 2) or not all(_LEVEL.fullmatch(level) for level in levels):
         raise RejectedMessage(BAD_TOPIC, f"topic {topic!r} is not {shape} (non-empty levels, "
                                          "no whitespace or wildcards)", topic)
-    kind = levels[2] if root == "sensors" else root
+    kind = levels[2] if sensor else root
     return topic, levels[1], kind
 
 
@@ -156,7 +158,7 @@ def decode_payload(payload: bytes, kind: str, max_payload_bytes: int = DEFAULT_M
     try:
         return parse_json(text)
     except ValueError as e:
-        if kind in ("connect", "status"):
+        if kind in (topics.CONNECT, topics.STATUS):
             return text
         raise RejectedMessage(BAD_JSON, f"sensor payload is not JSON ({e})") from None
 

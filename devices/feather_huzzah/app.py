@@ -1,13 +1,10 @@
 # The application: asyncio tasks that keep Wi-Fi and the broker connection up, take sensor
-# readings and publish them. Topic contract (README):
-#   connect/<client_id>          Wi-Fi MAC "aa:bb:cc:dd:ee:ff", retained, QoS 1, every (re)connect
-#   status/<client_id>           "online", retained; last will "offline", retained
-#   sensors/<client_id>/tsl2561  JSON {"lux", "broadband", "ir", "gain", "integration_ms", "seq"}, QoS 1
+# readings and publish them on the topics of topics.py (the topic contract):
+#   sensors/<client_id>/tsl2561  JSON {"lux", "broadband", "ir", "gain", "integration_ms", "seq"}
 #   sensors/<client_id>/i2c      JSON {"addresses": [57, ...]}, the I2C bus scan, on every connect
 import gc
 import json
 import time
-from binascii import hexlify
 
 from machine import I2C, Pin, unique_id
 from micropython import const
@@ -19,6 +16,7 @@ except ImportError:  # MicroPython 1.19/1.20
 
 import settings
 import statusled
+import topics
 import tsl2561
 import wifi
 
@@ -39,7 +37,7 @@ class Node:
 
     def __init__(self, cfg):
         self.cfg = cfg
-        self.client_id = cfg["client_id"] or "huzzah-" + hexlify(unique_id()).decode()
+        self.client_id = cfg["client_id"] or topics.client_id(unique_id())
         self.i2c = I2C(scl=Pin(5), sda=Pin(4), freq=100000)
         self.outbox = []
         self.dropped = 0
@@ -75,7 +73,7 @@ async def sensor_task(node):
     cfg = node.cfg
     sensor = tsl2561.TSL2561(node.i2c, cfg["tsl2561_address"], cfg["tsl2561_gain"],
                              cfg["tsl2561_integration_ms"], cfg["tsl2561_package"])
-    topic = "sensors/%s/tsl2561" % node.client_id
+    topic = topics.sensor(node.client_id, topics.TSL2561)
     interval_ms = int(cfg["publish_interval_s"] * 1000)
     ready = False
     while True:
@@ -105,13 +103,13 @@ async def sensor_task(node):
 def _announce(node, client):
     """After every (re)connect: the MAC, online, and the I2C bus scan. Raises OSError."""
     cid = node.client_id
-    client.publish("connect/" + cid, wifi.mac(), retain=True, qos=1)
-    client.publish("status/" + cid, "online", retain=True, qos=1)
+    client.publish(topics.connect(cid), wifi.mac(), retain=True, qos=topics.QOS)
+    client.publish(topics.status(cid), topics.ONLINE, retain=True, qos=topics.QOS)
     try:
         addresses = node.i2c.scan()
     except OSError:
         addresses = []
-    client.publish("sensors/%s/i2c" % cid, json.dumps({"addresses": addresses}), qos=1)
+    client.publish(topics.sensor(cid, topics.I2C), json.dumps({"addresses": addresses}), qos=topics.QOS)
 
 
 async def _serve(node, client):
@@ -123,7 +121,7 @@ async def _serve(node, client):
         while node.outbox:
             topic, payload = node.outbox[0]
             client.sock.settimeout(_SOCKET_TIMEOUT_S)  # umqtt's wait_msg() clears it
-            client.publish(topic, payload, qos=1)  # returns after the PUBACK
+            client.publish(topic, payload, qos=topics.QOS)  # returns after the PUBACK
             node.outbox.pop(0)  # at-least-once: removed only once acknowledged
             statusled.clear(statusled.PUBLISH)
             last_tx = time.ticks_ms()
@@ -159,7 +157,7 @@ async def mqtt_task(node):
     cfg = node.cfg
     client = MQTTClient(node.client_id, cfg["mqtt_host"], cfg["mqtt_port"], cfg["mqtt_user"],
                         cfg["mqtt_password"], keepalive=int(cfg["mqtt_keepalive_s"]))
-    client.set_last_will("status/" + node.client_id, "offline", retain=True, qos=1)
+    client.set_last_will(topics.status(node.client_id), topics.OFFLINE, retain=True, qos=topics.QOS)
     sta = wifi.sta()
     backoff = _BACKOFF_MIN_MS
     while True:

