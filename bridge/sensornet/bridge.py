@@ -29,6 +29,7 @@ sensornet.envelope (topics from feather_huzzah.topics), config in sensornet.brid
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
@@ -40,6 +41,9 @@ from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
 
 from feather_huzzah import topics
 
@@ -89,19 +93,22 @@ class Bridge:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._client: mqtt.Client | None = None
         self._senders: list[EndpointSender] = []
-        self._tasks: list[asyncio.Task] = []
+        self._tasks: list[asyncio.Task[None]] = []
         self._session = 0  # bumped on every connect and disconnect; acks only within one connection
         self._stopping = False
-        self._stop_requested: asyncio.Event | None = None
-        self._stopped: asyncio.Event | None = None
-        self._subscribed: asyncio.Event | None = None
+        self._started = False
+        # Made here, not in run(): a stop requested before run() starts is kept (asyncio.Event
+        # binds to the running loop on first use, so building the Bridge outside a loop is fine).
+        self._stop_requested = asyncio.Event()
+        self._stopped = asyncio.Event()
+        self._subscribed = asyncio.Event()
 
     # ---- lifecycle (asyncio loop) ----
 
     async def run(self) -> None:
         """Connect and forward until stop(); then shut down cleanly (see the module docstring)."""
         self._loop = asyncio.get_running_loop()
-        self._stop_requested, self._stopped, self._subscribed = asyncio.Event(), asyncio.Event(), asyncio.Event()
+        self._started = True
         self._stopping, self._senders = False, []
         for url in self.config.endpoints:
             outbox = Outbox(self.config.queue_size)
@@ -122,22 +129,23 @@ class Bridge:
             self._stopped.set()
 
     def request_stop(self) -> None:
-        """Ask run() to shut down (safe from a signal handler on the loop); does not wait."""
-        if self._stop_requested is not None:
-            self._stop_requested.set()
+        """Ask run() to shut down (safe from a signal handler on the loop); does not wait.
+
+        Asked before run() starts, run() shuts down as soon as it has started.
+        """
+        self._stop_requested.set()
 
     async def stop(self) -> None:
-        """Ask run() to shut down and wait until it has."""
+        """Ask run() to shut down and wait until it has (at once if run() was never started)."""
         self.request_stop()
-        if self._stopped is not None:
+        if self._started:
             await self._stopped.wait()
 
-    async def wait_subscribed(self, timeout: float) -> bool:
+    # The timeout parameter is this public API's (tests, demos): `await bridge.wait_subscribed(10)`.
+    async def wait_subscribed(self, timeout: float) -> bool:  # noqa: ASYNC109
         """True once the broker granted the subscriptions, False after `timeout` seconds."""
         try:
             async with asyncio.timeout(timeout):
-                while self._subscribed is None:  # run() has not started yet
-                    await asyncio.sleep(0.01)
                 await self._subscribed.wait()
             return True
         except TimeoutError:
@@ -164,7 +172,7 @@ class Bridge:
 
     def _make_client(self) -> mqtt.Client:
         conf = self.config.mqtt
-        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=conf.client_id,
+        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=conf.client_id,
                              clean_session=False, protocol=mqtt.MQTTv311, manual_ack=True)
         if conf.username:
             client.username_pw_set(conf.username, conf.password)
@@ -177,7 +185,8 @@ class Bridge:
         client.on_message = self._on_message
         return client
 
-    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
+    def _on_connect(self, client: mqtt.Client, userdata: Any, flags: mqtt.ConnectFlags, reason_code: ReasonCode,
+                    properties: Properties | None) -> None:
         conf = self.config.mqtt
         if reason_code.is_failure:
             log.error("broker %s:%d refused the connection: %s", conf.host, conf.port, reason_code)
@@ -187,19 +196,21 @@ class Bridge:
                  conf.host, conf.port, conf.client_id, "yes" if flags.session_present else "no (new session)")
         client.subscribe([(f, topics.QOS) for f in SUBSCRIPTIONS])
 
-    def _on_connect_fail(self, client, userdata) -> None:
+    def _on_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
         conf = self.config.mqtt
         log.warning("broker %s:%d: cannot connect; retrying (up to every %d s)",
                     conf.host, conf.port, BROKER_RECONNECT_MAX_S)
 
-    def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
+    def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: mqtt.DisconnectFlags,
+                       reason_code: ReasonCode, properties: Properties | None) -> None:
         self._session += 1
         self._call_in_loop(self._subscribed.clear)
         if not self._stopping:
             conf = self.config.mqtt
             log.warning("broker %s:%d: disconnected (%s); reconnecting", conf.host, conf.port, reason_code)
 
-    def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:
+    def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int, reason_codes: list[ReasonCode],
+                      properties: Properties | None) -> None:
         failed = [f"{topic}: {rc}" for topic, rc in zip(SUBSCRIPTIONS, reason_codes, strict=False) if rc.is_failure]
         if failed:
             log.error("broker refused subscriptions (check broker/acl for user %s): %s",
@@ -208,7 +219,7 @@ class Bridge:
         log.info("subscribed: %s at QoS %d", ", ".join(SUBSCRIPTIONS), topics.QOS)
         self._call_in_loop(self._subscribed.set)
 
-    def _on_message(self, client, userdata, message: mqtt.MQTTMessage) -> None:
+    def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
         try:
             topic: str | bytes = message.topic
         except UnicodeDecodeError:
@@ -216,11 +227,10 @@ class Bridge:
         self._call_in_loop(self._handle_message, topic, message.payload, message.retain, message.qos,
                            message.mid, self._session)
 
-    def _call_in_loop(self, callback: Callable[..., Any], *args: Any) -> None:
-        try:
+    def _call_in_loop(self, callback: Callable[..., object], *args: Any) -> None:
+        assert self._loop is not None  # set by run() before the client exists
+        with contextlib.suppress(RuntimeError):  # loop closed: the process is exiting; the broker redelivers
             self._loop.call_soon_threadsafe(callback, *args)
-        except RuntimeError:  # loop closed: the process is exiting; the broker redelivers
-            pass
 
     # ---- messages (asyncio loop) ----
 
@@ -239,7 +249,7 @@ class Bridge:
         else:
             for sender in self._senders:
                 self._enqueue(sender, envelope)
-        if qos > 0 and session == self._session:
+        if qos > 0 and session == self._session and self._client is not None:
             self._client.ack(mid, qos)
         # Otherwise the connection it came on is gone; the broker redelivers it (a duplicate).
 
@@ -285,6 +295,7 @@ class Bridge:
                 sender.outbox.put(envelope)
             if envelopes or damaged:
                 log.info("endpoint %s: loaded %d envelopes saved by the last run", sender.url, len(envelopes))
+
 
 def configure_logging(level: str = "INFO") -> None:
     """One line per event to stderr: time, level, logger, message (no time under journald, which adds it)."""

@@ -227,11 +227,11 @@ def _state_dir(args: argparse.Namespace, bridge_file: dict[str, Any]) -> Path | 
 
 def _endpoints(args: argparse.Namespace, bridge_file: dict[str, Any], name: str) -> tuple[str, ...]:
     if args.endpoint:
-        urls = tuple(check_endpoint_url(url, "--endpoint") for url in args.endpoint)
-        duplicates = sorted({url for url in urls if urls.count(url) > 1})
+        flag_urls = tuple(check_endpoint_url(url, "--endpoint") for url in args.endpoint)
+        duplicates = sorted({url for url in flag_urls if flag_urls.count(url) > 1})
         if duplicates:
             raise ConfigError(f"--endpoint: {duplicates[0]!r} is given twice")
-        return urls
+        return flag_urls
     urls = bridge_file.get("endpoints")
     if not urls and args.config is None:
         raise ConfigError("no endpoints: pass --endpoint URL (repeatable), or --config FILE with "
@@ -260,7 +260,8 @@ def _password(args: argparse.Namespace, mqtt_file: dict[str, Any], name: str,
         base = args.config.resolve().parent
         return read_password_file(mqtt_file["password_file"], base, f"{name}: [mqtt] password_file", environ)
     if "password" in mqtt_file:
-        return mqtt_file["password"]
+        password: str = mqtt_file["password"]  # load_toml checked its type
+        return password
     credentials = environ.get("CREDENTIALS_DIRECTORY")
     if credentials and (Path(credentials) / CREDENTIAL_NAME).exists():
         return read_password_file(CREDENTIAL_NAME, Path(credentials), "$CREDENTIALS_DIRECTORY", environ)

@@ -22,6 +22,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import IO
 
 import childproc
 
@@ -60,7 +61,7 @@ def render_config(template: str, state_dir: Path, port: int | None = None, bind:
     text = template.replace("/mosquitto/config/passwd", str(state_dir / "passwd"))
     text = text.replace("/mosquitto/config/acl", str(acl_file))
     text = text.replace("/mosquitto/data/", str(state_dir / "data") + "/")
-    listener = "listener %d%s" % (port or DEFAULT_PORT, " " + bind if bind else "")
+    listener = f"listener {port or DEFAULT_PORT}" + (f" {bind}" if bind else "")
     text, count = re.subn(r"(?m)^listener \d+.*$", listener, text, count=1)
     if count != 1:
         raise BrokerError("broker/mosquitto.conf has no `listener` line")
@@ -90,7 +91,8 @@ def free_port(host: str = "127.0.0.1") -> int:
     """A TCP port on `host` that nothing listens on right now (int)."""
     with socket.socket() as s:
         s.bind((host, 0))
-        return s.getsockname()[1]
+        port: int = s.getsockname()[1]
+        return port
 
 
 def wait_for_port(host: str, port: int, timeout: float) -> bool:
@@ -120,9 +122,8 @@ class Broker:
         self.bind = bind
         self.accounts = dict(accounts or {})
         self.config_template = Path(config or paths.BROKER_DIR / "mosquitto.conf")
-        self.process: subprocess.Popen | None = None
+        self.process: subprocess.Popen[bytes] | None = None
         self.log_path = self.state_dir / "mosquitto.log"
-        self._log = None
 
     @property
     def host(self) -> str:
@@ -136,17 +137,18 @@ class Broker:
         conf.write_text(render_config(self.config_template.read_text(), self.state_dir, self.port, self.bind))
         return conf
 
-    def start(self, timeout: float = 10.0, stdout=None) -> "Broker":
+    def start(self, timeout: float = 10.0, stdout: IO[bytes] | None = None) -> Broker:
         """Start Mosquitto and wait until it accepts connections.
 
         stdout: where Mosquitto's log goes (a file object); default state_dir/mosquitto.log.
         Raises BrokerError when it exits or does not listen within `timeout` seconds.
         """
-        conf = self.prepare()
+        command = [find_tool("mosquitto"), "-c", str(self.prepare())]
         if stdout is None:
-            stdout = self._log = open(self.log_path, "ab")
-        self.process = subprocess.Popen([find_tool("mosquitto"), "-c", str(conf)],
-                                        stdout=stdout, stderr=subprocess.STDOUT)
+            with open(self.log_path, "ab") as log:  # Mosquitto keeps its own descriptor of the file
+                self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+        else:
+            self.process = subprocess.Popen(command, stdout=stdout, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -177,14 +179,11 @@ class Broker:
 
     def _closed(self) -> None:
         self.process = None
-        if self._log:
-            self._log.close()
-            self._log = None
 
-    def __enter__(self) -> "Broker":
+    def __enter__(self) -> Broker:
         return self.start()
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.stop()
 
 
@@ -220,11 +219,13 @@ def main(argv: list[str] | None = None) -> int:
     except BrokerError as e:
         print(f"sensornet broker: {e}", file=sys.stderr)
         return 1
+    process = broker.process
+    assert process is not None  # start() returned: it runs
     print(f"sensornet broker: mosquitto listening on {broker.bind or '0.0.0.0'}:{broker.port} "
           f"(state in {broker.state_dir}, user {getpass.getuser()})", file=sys.stderr, flush=True)
     signal.signal(signal.SIGTERM, lambda *_: broker.stop())
     try:
-        broker.process.wait()
+        process.wait()
     except KeyboardInterrupt:
         pass
     finally:

@@ -20,7 +20,7 @@ SUBCOMMANDS = {
     "client-id": ("sensornet.clientid", "print the client id a board will use, from its Wi-Fi MAC"),
 }
 
-USAGE = "usage: sensornet [--version] {%s} [--help] ...\n\n" % ",".join(SUBCOMMANDS) + "\n".join(
+USAGE = "usage: sensornet [--version] {" + ",".join(SUBCOMMANDS) + "} [--help] ...\n\n" + "\n".join(
     f"  {name:<9} {text}" for name, (_, text) in SUBCOMMANDS.items())
 
 

@@ -28,7 +28,7 @@ def unique_id_from_mac(mac: str) -> bytes:
 
 def client_id_from_mac(mac: str) -> str:
     """The default client id (str) of the board with Wi-Fi MAC `mac`. Raises ValueError."""
-    return str(topics.client_id(unique_id_from_mac(mac)))
+    return topics.client_id(unique_id_from_mac(mac))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -21,12 +21,16 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import IO, TYPE_CHECKING
 
 import childproc
 from feather_huzzah import topics
 
 from . import paths
 from .broker import Broker, BrokerError, free_port, wait_for_port
+
+if TYPE_CHECKING:  # imported when run: virtual_huzzah is reached only by the demo and `sim`
+    from virtual_huzzah.board import VirtualBoard
 
 HOST = "127.0.0.1"
 
@@ -35,13 +39,13 @@ def _sensornet(*args: str) -> list[str]:
     return [sys.executable, "-m", "sensornet.cli", *args]
 
 
-def _lines(stream, out: queue.Queue) -> None:
+def _lines(stream: IO[bytes], out: queue.Queue[str | None]) -> None:
     for raw in stream:
         out.put(raw.decode("utf-8", "replace").rstrip("\n"))
     out.put(None)
 
 
-def _drift_light(boards, stopping: threading.Event, period_s: float = 60.0) -> None:
+def _drift_light(boards: list[VirtualBoard], stopping: threading.Event, period_s: float = 60.0) -> None:
     """Let each board's light wander +-15 % around its level, as a room's does over a minute."""
     base = [b.lux for b in boards]
     t0 = time.monotonic()
@@ -88,25 +92,23 @@ def main(argv: list[str] | None = None) -> int:
     (state / "credentials.txt").chmod(0o600)
 
     broker = Broker(state / "broker", port=port, bind=HOST, accounts=accounts)
-    endpoint = bridge = None
-    logs = []
+    endpoint: subprocess.Popen[bytes] | None = None
+    bridge: subprocess.Popen[bytes] | None = None
     seen: dict[str, set[str]] = {b.client_id: set() for b in boards}
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
     try:
         broker.start()
-        log = open(state / "endpoint.log", "wb")
-        logs.append(log)
-        endpoint = subprocess.Popen(_sensornet("endpoint", "--host", HOST, "--ws-port", str(ws_port),
-                                               "--tcp-port", str(tcp_port)), stdout=subprocess.PIPE, stderr=log)
+        with open(state / "endpoint.log", "wb") as log:  # the child keeps its own descriptor of the file
+            endpoint = subprocess.Popen(_sensornet("endpoint", "--host", HOST, "--ws-port", str(ws_port),
+                                                   "--tcp-port", str(tcp_port)), stdout=subprocess.PIPE, stderr=log)
         if not (wait_for_port(HOST, ws_port, 15) and wait_for_port(HOST, tcp_port, 5)):
             raise RuntimeError(f"the endpoint did not start; see {state / 'endpoint.log'}")
-        log = open(state / "bridge.log", "wb")
-        logs.append(log)
-        bridge = subprocess.Popen(
-            _sensornet("bridge", "--host", HOST, "--port", str(port), "--username", "bridge",
-                       "--endpoint", f"ws://{HOST}:{ws_port}/", "--endpoint", f"tcp://{HOST}:{tcp_port}"),
-            env=dict(os.environ, SENSORNET_BRIDGE_PASSWORD=bridge_password), stdout=log, stderr=subprocess.STDOUT)
+        with open(state / "bridge.log", "wb") as log:
+            bridge = subprocess.Popen(
+                _sensornet("bridge", "--host", HOST, "--port", str(port), "--username", "bridge",
+                           "--endpoint", f"ws://{HOST}:{ws_port}/", "--endpoint", f"tcp://{HOST}:{tcp_port}"),
+                env=dict(os.environ, SENSORNET_BRIDGE_PASSWORD=bridge_password), stdout=log, stderr=subprocess.STDOUT)
         for b in boards:
             b.start()
         print(f"sensornet demo: broker 127.0.0.1:{port} (watch: mosquitto_sub -p {port} -u bridge -P "
@@ -116,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"sensornet demo: logs in {state}; readings as the endpoint prints them "
               f"(received_at via topic payload){'' if args.duration else ', Ctrl-C to stop'}:", flush=True)
 
-        lines: queue.Queue = queue.Queue()
+        lines: queue.Queue[str | None] = queue.Queue()
         threading.Thread(target=_lines, args=(endpoint.stdout, lines), daemon=True).start()
         threading.Thread(target=_drift_light, args=(boards, stopping), daemon=True).start()
         deadline = time.monotonic() + args.duration if args.duration else None
@@ -128,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
                 line = lines.get(timeout=timeout)
             except queue.Empty:
                 if bridge.poll() is not None or broker.process is None or broker.process.poll() is not None:
-                    raise RuntimeError(f"a part of the chain exited; see the logs in {state}")
+                    raise RuntimeError(f"a part of the chain exited; see the logs in {state}") from None
                 continue
             if line is None:
                 raise RuntimeError(f"the endpoint exited; see {state / 'endpoint.log'}")
@@ -150,8 +152,6 @@ def main(argv: list[str] | None = None) -> int:
         childproc.stop(bridge)
         childproc.stop(endpoint)
         broker.stop()
-        for log in logs:
-            log.close()
 
     missing = [cid for cid, via in seen.items() if not {"ws", "tcp"} <= via]
     for cid, via in seen.items():

@@ -32,7 +32,7 @@ import threading
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-from websockets.asyncio.server import ServerConnection, serve
+from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
 from .envelope import DEFAULT_MAX_LINE_BYTES, LineSplitter, MalformedEnvelope, decode_envelope, encode_json
@@ -83,7 +83,7 @@ class Endpoint:
         self.max_line_bytes = max_line_bytes
         self.received: asyncio.Queue[Received] = asyncio.Queue()
         self.malformed: collections.Counter[str] = collections.Counter()
-        self._ws_server = None
+        self._ws_server: Server | None = None
         self._tcp_server: asyncio.Server | None = None
         self._tcp_writers: set[asyncio.StreamWriter] = set()
 
@@ -99,17 +99,19 @@ class Endpoint:
     def _connect_host(self) -> str:
         return "127.0.0.1" if self.host in ("0.0.0.0", "") else self.host
 
-    async def start(self) -> "Endpoint":
+    async def start(self) -> Endpoint:
         """Listen on both ports; raises OSError (e.g. address in use) and then listens on neither."""
-        self._ws_server = await serve(self._ws_handler, self.host, self.ws_port, max_size=self.max_line_bytes)
+        ws_server = await serve(self._ws_handler, self.host, self.ws_port, max_size=self.max_line_bytes)
+        self._ws_server = ws_server
         try:
-            self._tcp_server = await asyncio.start_server(self._tcp_handler, self.host, self.tcp_port)
+            tcp_server = await asyncio.start_server(self._tcp_handler, self.host, self.tcp_port)
         except OSError:
-            self._ws_server.close()
-            await self._ws_server.wait_closed()
+            ws_server.close()
+            await ws_server.wait_closed()
             raise
-        self.ws_port = self._ws_server.sockets[0].getsockname()[1]
-        self.tcp_port = self._tcp_server.sockets[0].getsockname()[1]
+        self._tcp_server = tcp_server
+        self.ws_port = ws_server.sockets[0].getsockname()[1]
+        self.tcp_port = tcp_server.sockets[0].getsockname()[1]
         return self
 
     async def stop(self) -> None:
@@ -125,15 +127,16 @@ class Endpoint:
             await self._ws_server.wait_closed()
             self._ws_server = None
 
-    async def get(self, timeout: float = 5.0) -> Received:
+    # The timeout parameter is this public API's (tests, demos): `await endpoint.get(30)`.
+    async def get(self, timeout: float = 5.0) -> Received:  # noqa: ASYNC109
         """The next Received from `received`; raises TimeoutError after `timeout` seconds."""
         async with asyncio.timeout(timeout):
             return await self.received.get()
 
-    async def __aenter__(self) -> "Endpoint":
+    async def __aenter__(self) -> Endpoint:
         return await self.start()
 
-    async def __aexit__(self, *exc) -> None:
+    async def __aexit__(self, *exc: object) -> None:
         await self.stop()
 
     def _accept(self, via: str, data: str | bytes, peer: Any) -> None:

@@ -27,7 +27,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from feather_huzzah import topics
@@ -82,7 +82,7 @@ class MalformedEnvelope(ValueError):
 
 def utc_now() -> datetime:
     """The default clock: the current time as an aware UTC datetime."""
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def format_timestamp(moment: datetime) -> str:
@@ -92,8 +92,8 @@ def format_timestamp(moment: datetime) -> str:
     Sub-millisecond digits are truncated, not rounded (so a timestamp never moves forward).
     """
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
-    moment = moment.astimezone(timezone.utc)
+        moment = moment.replace(tzinfo=UTC)
+    moment = moment.astimezone(UTC)
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
@@ -107,10 +107,11 @@ def split_topic(topic: str | bytes) -> tuple[str, str, str]:
     Raises RejectedMessage with reason not_utf8, unknown_topic or bad_topic.
     """
     if isinstance(topic, (bytes, bytearray)):
+        raw = bytes(topic)
         try:
-            topic = bytes(topic).decode("utf-8")
+            topic = raw.decode("utf-8")
         except UnicodeDecodeError:
-            raise RejectedMessage(NOT_UTF8, "topic is not valid UTF-8", repr(bytes(topic))) from None
+            raise RejectedMessage(NOT_UTF8, "topic is not valid UTF-8", repr(raw)) from None
     levels = topic.split("/")
     root = levels[0]
     if root not in (topics.CONNECT, topics.STATUS, topics.SENSORS):

@@ -1,7 +1,7 @@
 """Per-endpoint queueing for the bridge, with no I/O: the Outbox, reconnect Backoff and counters.
 
-Pure bookkeeping on the asyncio loop (only Outbox.head() awaits, for an item to arrive), so it
-is tested with plain values.
+Pure bookkeeping on the asyncio loop (only Outbox.head() and Outbox.wait_empty() await, for an
+item to arrive or the last to leave), so it is tested with plain values.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ class Backoff:
         self.attempt = 0
 
     def next(self) -> float:
-        base = min(self.cap, self.initial * 2 ** min(self.attempt, 32))
+        base: float = min(self.cap, self.initial * 2 ** min(self.attempt, 32))
         self.attempt += 1
         return base * (0.5 + self.rng() / 2)
 
@@ -41,6 +41,7 @@ class Outbox:
     put(item) appends and returns True when the queue was full and its oldest item was dropped.
     head() waits for and returns (sequence number, item) of the oldest item without removing
     it; remove(seq) removes it once sent (a no-op when an overflow already dropped it).
+    wait_empty() returns once the last item has been removed.
     """
 
     def __init__(self, maxlen: int):
@@ -48,6 +49,7 @@ class Outbox:
         self._items: collections.deque[tuple[int, Any]] = collections.deque()
         self._next_seq = 0
         self._nonempty = asyncio.Event()
+        self._empty = asyncio.Event()
 
     def __len__(self) -> int:
         return len(self._items)
@@ -70,9 +72,16 @@ class Outbox:
             await self._nonempty.wait()
         return self._items[0]
 
+    async def wait_empty(self) -> None:
+        while self._items:
+            self._empty.clear()
+            await self._empty.wait()
+
     def remove(self, seq: int) -> None:
         if self._items and self._items[0][0] == seq:
             self._items.popleft()
+            if not self._items:
+                self._empty.set()
 
     def items(self) -> list[Any]:
         return [item for _, item in self._items]

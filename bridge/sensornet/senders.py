@@ -8,10 +8,12 @@ JSON (sensornet.envelope's encode_text and encode_line).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
+from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.client import connect as ws_connect
 
 from .envelope import encode_line, encode_text
@@ -26,11 +28,11 @@ SEND_TIMEOUT_S = 30.0
 class _WsConnection:
     """One WebSocket connection: one text frame per envelope."""
 
-    def __init__(self, ws):
+    def __init__(self, ws: ClientConnection):
         self.ws = ws
 
     @classmethod
-    async def open(cls, url: str) -> "_WsConnection":
+    async def open(cls, url: str) -> _WsConnection:
         return cls(await ws_connect(url, open_timeout=CONNECT_TIMEOUT_S, max_size=2 ** 20))
 
     async def send(self, envelope: dict[str, Any]) -> None:
@@ -54,7 +56,7 @@ class _TcpConnection:
         self.reader, self.writer = reader, writer
 
     @classmethod
-    async def open(cls, url: str) -> "_TcpConnection":
+    async def open(cls, url: str) -> _TcpConnection:
         parts = urlsplit(url)
         reader, writer = await asyncio.wait_for(
             asyncio.open_connection(parts.hostname, parts.port), CONNECT_TIMEOUT_S)
@@ -72,10 +74,8 @@ class _TcpConnection:
 
     async def close(self) -> None:
         self.writer.close()
-        try:
+        with contextlib.suppress(OSError):
             await self.writer.wait_closed()
-        except OSError:
-            pass
 
 
 class Connection(Protocol):
@@ -136,7 +136,9 @@ class EndpointSender:
                     head.cancel()
                 if closed.done():
                     raise ConnectionError("closed by the endpoint")
-                seq, envelope = self.outbox.peek()
+                item = self.outbox.peek()
+                assert item is not None  # head() returned, and only this task removes items
+                seq, envelope = item
                 async with asyncio.timeout(SEND_TIMEOUT_S):
                     await conn.send(envelope)
                 self.outbox.remove(seq)
@@ -147,12 +149,12 @@ class EndpointSender:
             if closed.done() and not closed.cancelled():
                 closed.exception()  # retrieved: the reason is logged by run()
 
-    async def drain(self, timeout: float) -> bool:
+    # The timeout is the point of this call (the Bridge's drain_timeout at shutdown).
+    async def drain(self, timeout: float) -> bool:  # noqa: ASYNC109
         """Wait up to `timeout` seconds for the Outbox to empty; True when it did."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while len(self.outbox) and loop.time() < deadline:
-            await asyncio.sleep(0.02)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                await self.outbox.wait_empty()
         return not len(self.outbox)
 
 

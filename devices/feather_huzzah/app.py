@@ -47,7 +47,7 @@ class Node:
         if len(self.outbox) >= self.cfg["queue_size"]:
             self.outbox.pop(0)
             self.dropped += 1
-            print("app: outbox full, dropped the oldest reading (%d so far)" % self.dropped)
+            print(f"app: outbox full, dropped the oldest reading ({self.dropped} so far)")
         self.outbox.append((topic, payload))
 
 
@@ -62,7 +62,7 @@ async def wifi_task(node):
         else:
             statusled.set(statusled.WIFI)
             if restarted is None or time.ticks_diff(time.ticks_ms(), restarted) > _WIFI_RESTART_MS:
-                print("wifi: not connected (status %d), connecting" % sta.status())
+                print(f"wifi: not connected (status {sta.status()}), connecting")
                 wifi.start(node.cfg["wifi_ssid"], node.cfg["wifi_password"])
                 restarted = time.ticks_ms()
         await asyncio.sleep_ms(500)
@@ -96,7 +96,7 @@ async def sensor_task(node):
         except Exception as e:  # OSError from the bus; anything else must not end the task
             ready = False
             statusled.set(statusled.SENSOR)
-            print("tsl2561: %r" % e)
+            print(f"tsl2561: {e!r}")
         await asyncio.sleep_ms(max(0, interval_ms - time.ticks_diff(time.ticks_ms(), t0)))
 
 
@@ -126,7 +126,7 @@ async def _serve(node, client):
             statusled.clear(statusled.PUBLISH)
             last_tx = time.ticks_ms()
             gc.collect()
-            print("app: published %s, heap free %d" % (topic, gc.mem_free()))
+            print(f"app: published {topic}, heap free {gc.mem_free()}")
             await asyncio.sleep_ms(0)
         if time.ticks_diff(time.ticks_ms(), last_tx) > keepalive_ms:
             client.ping()
@@ -151,7 +151,7 @@ async def mqtt_task(node):
             break
         except ImportError as e:
             statusled.set(statusled.IMPORT)
-            print("app: import umqtt.simple: %r" % e)
+            print(f"app: import umqtt.simple: {e!r}")
             await asyncio.sleep_ms(_IMPORT_RETRY_MS)
     statusled.clear(statusled.IMPORT)
     cfg = node.cfg
@@ -171,19 +171,19 @@ async def mqtt_task(node):
         except Exception as e:
             _close(client)
             statusled.set(statusled.BROKER)
-            print("app: broker %s:%d: %r, retry in %d ms" % (cfg["mqtt_host"], cfg["mqtt_port"], e, backoff))
+            print(f"app: broker {cfg['mqtt_host']}:{cfg['mqtt_port']}: {e!r}, retry in {backoff} ms")
             await asyncio.sleep_ms(backoff)
             backoff = min(backoff * 2, _BACKOFF_MAX_MS)
             continue
         statusled.clear(statusled.BROKER)
         statusled.clear(statusled.PUBLISH)
         backoff = _BACKOFF_MIN_MS
-        print("app: connected to %s:%d as %s" % (cfg["mqtt_host"], cfg["mqtt_port"], node.client_id))
+        print(f"app: connected to {cfg['mqtt_host']}:{cfg['mqtt_port']} as {node.client_id}")
         try:
             await _serve(node, client)
         except Exception as e:
             statusled.set(statusled.PUBLISH)
-            print("app: publish failed: %r" % e)
+            print(f"app: publish failed: {e!r}")
         _close(client)
 
 
@@ -195,14 +195,14 @@ async def _load_config():
             return cfg
         except settings.ConfigError as e:
             statusled.set(statusled.CONFIG)
-            print("app: %s" % e)
+            print(f"app: {e}")
             await asyncio.sleep_ms(_CONFIG_RETRY_MS)
 
 
 async def _run():
     asyncio.create_task(statusled.run())
     node = Node(await _load_config())
-    print("app: client id %s" % node.client_id)
+    print(f"app: client id {node.client_id}")
     asyncio.create_task(wifi_task(node))
     asyncio.create_task(sensor_task(node))
     await mqtt_task(node)

@@ -24,7 +24,7 @@ class ConfigError(Exception):
 def _need(key, ok, fix):
     # The message names the key, never its value: values include passwords.
     if not ok:
-        raise ConfigError("config.json: key %s: %s" % (key, fix))
+        raise ConfigError(f"config.json: key {key}: {fix}")
 
 
 def load(path="config.json"):
@@ -38,11 +38,11 @@ def load(path="config.json"):
         with open(path) as f:
             cfg = json.load(f)
     except OSError:
-        raise ConfigError("%s missing: copy config.example.json to %s and fill it in" % (path, path))
+        raise ConfigError(f"{path} missing: copy config.example.json to {path} and fill it in")
     except ValueError:
-        raise ConfigError("%s is not valid JSON: fix its syntax" % path)
+        raise ConfigError(f"{path} is not valid JSON: fix its syntax")
     if not isinstance(cfg, dict):
-        raise ConfigError("%s must hold a JSON object of flat keys" % path)
+        raise ConfigError(f"{path} must hold a JSON object of flat keys")
     merged = dict(DEFAULTS)
     merged.update(cfg)
     for key in _STR:

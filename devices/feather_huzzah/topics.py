@@ -49,4 +49,4 @@ def cmd(client_id, name):
 def client_id(unique_id):
     """The default client id (str): "huzzah-" + lowercase hex of `unique_id` (bytes, as
     machine.unique_id() returns: on the esp8266 port the chip id's 4 bytes, little-endian)."""
-    return CLIENT_ID_PREFIX + "".join("%02x" % b for b in unique_id)
+    return CLIENT_ID_PREFIX + "".join(f"{b:02x}" for b in unique_id)

@@ -3,8 +3,9 @@
 # Source: TAOS/ams TSL2560/TSL2561 datasheet TAOS059 (register set; "Calculating Lux", floating
 # point form), cross-checked with Adafruit's drivers for the saturation ceilings and the
 # automatic gain windows. Sensors return readings; they never touch MQTT (app.py publishes).
-from micropython import const
 import time
+
+from micropython import const
 
 _CMD = const(0x80)  # command byte: bit 7 set; bits 3:0 the register address
 _REG_CONTROL = const(0x00)
@@ -94,7 +95,7 @@ class TSL2561:
         """
         self.i2c.readfrom_mem_into(self.address, _CMD | _REG_ID, self._one)
         if self._one[0] >> 4 not in (0x1, 0x5):
-            raise OSError("0x%02x: ID 0x%02x is not a TSL2561" % (self.address, self._one[0]))
+            raise OSError(f"0x{self.address:02x}: ID 0x{self._one[0]:02x} is not a TSL2561")
         self._write(_REG_CONTROL, _POWER_UP)
         self._timing()
 

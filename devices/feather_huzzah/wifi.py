@@ -1,7 +1,8 @@
 # Wi-Fi in STA mode (network.WLAN, esp8266 port). The ESP8266 keeps retrying an association
 # by itself once connect() was called; we only start it, watch it and restart it.
-import network
 import time
+
+import network
 
 
 def sta():
@@ -30,4 +31,4 @@ def wait(timeout_ms):
 
 def mac():
     """The STA interface's MAC as lowercase 'aa:bb:cc:dd:ee:ff' (str)."""
-    return ":".join("%02x" % b for b in sta().config("mac"))
+    return ":".join(f"{b:02x}" for b in sta().config("mac"))

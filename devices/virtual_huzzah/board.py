@@ -24,10 +24,10 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Callable
 
 import childproc
 from feather_huzzah import topics
@@ -115,7 +115,7 @@ def unique_id_for(chip_id: int) -> bytes:
 
 def client_id_for(chip_id: int) -> str:
     """The client id the firmware derives on a board with this chip id (str), by topics.py's rule."""
-    return str(topics.client_id(unique_id_for(chip_id)))
+    return topics.client_id(unique_id_for(chip_id))
 
 
 def _i2c_bus(tsl2561_address: int | None) -> dict:
@@ -217,7 +217,7 @@ class VirtualBoard:
         elif isinstance(self.config, str):
             (self.fs / "config.json").write_text(self.config)
 
-    def start(self) -> "VirtualBoard":
+    def start(self) -> VirtualBoard:
         """Flash (first time) and power the board up. Raises BoardError if the VM won't run."""
         if not self.fs.exists():
             self.flash()
@@ -235,7 +235,8 @@ class VirtualBoard:
         self._reader.start()
         return self
 
-    def _read_console(self, process: subprocess.Popen) -> None:
+    def _read_console(self, process: subprocess.Popen[bytes]) -> None:
+        assert process.stdout is not None  # started with stdout=PIPE
         with open(self.root / "console.log", "a", encoding="utf-8") as log:
             for raw in process.stdout:
                 line = raw.decode("utf-8", "replace").rstrip("\r\n")
@@ -266,7 +267,7 @@ class VirtualBoard:
         if self.process and self.process.stdout:
             self.process.stdout.close()
 
-    def __enter__(self) -> "VirtualBoard":
+    def __enter__(self) -> VirtualBoard:
         return self.start()
 
     def __exit__(self, *exc) -> None:

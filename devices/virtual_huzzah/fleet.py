@@ -64,7 +64,7 @@ def _lux_list(text: str) -> tuple[float, ...]:
     try:
         values = tuple(float(v) for v in text.split(","))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected comma-separated lux values, e.g. 40,400,4000")
+        raise argparse.ArgumentTypeError(f"{text!r}: expected comma-separated lux values, e.g. 40,400,4000") from None
     if not values or any(v < 0 for v in values):
         raise argparse.ArgumentTypeError(f"{text!r}: lux values must be >= 0")
     return values

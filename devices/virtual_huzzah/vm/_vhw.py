@@ -39,7 +39,8 @@ def event(*args):
     global _events
     if _events is None:
         _events = open(_DIR + "/events.log", "a")
-    _events.write("%d %s\n" % (time.time_ns() // 1000000, " ".join(str(a) for a in args)))
+    line = " ".join(str(a) for a in args)
+    _events.write(f"{time.time_ns() // 1000000} {line}\n")
     _events.flush()
 
 
