@@ -1,6 +1,7 @@
 # sensornet: `make demo` runs the main job, `make test` runs the tests. Both set themselves up
 # on a fresh Debian / Raspberry Pi OS machine: a virtual environment with the Python packages,
 # the mosquitto binary (apt-get, when missing) and umqtt.simple for the virtual board.
+# Set-up prints one line per step; the tools' own output goes to .cache/setup.log.
 SHELL := /bin/bash
 .SHELLFLAGS := -o errexit -o pipefail -o nounset -c
 .DEFAULT_GOAL := help
@@ -11,15 +12,23 @@ BIN := $(VENV)/bin
 # umqtt.simple for the virtual board (frozen into the standard ESP8266 firmware on a real board)
 UMQTT_VERSION := 1.3.4
 MPLIB := .cache/micropython-lib
+SETUP_LOG := .cache/setup.log
 DURATION ?=
 PYTEST_ARGS ?=
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help setup test demo bench clean mosquitto
+# $(call step,what is done and why,command): one line on the terminal, the command's output in
+# $(SETUP_LOG); on failure the log's last lines and its path.
+step = mkdir -p .cache; echo "setup: $(1)"; \
+	if ! { $(2) ; } >>$(SETUP_LOG) 2>&1; then \
+	  echo "setup: FAILED: $(1); the last lines of $(SETUP_LOG):" >&2; tail -n 25 $(SETUP_LOG) >&2; exit 1; fi
+
+.PHONY: help setup test check demo bench clean mosquitto
 
 help:
 	@echo "make demo [DURATION=30]   broker + three virtual Feather Huzzahs + bridge + endpoint"
 	@echo "make test                 the test suite (pytest) on real parts"
+	@echo "make check                ruff (lint) and mypy (types)"
 	@echo "make bench                benchmarks: firmware heap use on the virtual board, bridge throughput"
 	@echo "make setup                only the set-up both of them do"
 
@@ -27,27 +36,32 @@ setup: $(VENV)/.installed $(MPLIB)/umqtt/simple.py mosquitto
 
 $(VENV)/.installed: pyproject.toml
 	@if ! $(PYTHON) -c 'import venv, ensurepip' 2>/dev/null; then \
-	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq python3 python3-venv python3-pip; fi
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[test]'
-	touch $@
+	  $(call step,installing python3-venv with apt-get (needed for .venv; takes a minute),$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq python3 python3-venv python3-pip); fi
+	@$(call step,creating the virtual environment $(VENV),$(PYTHON) -m venv $(VENV) && $(BIN)/pip install -q --upgrade pip)
+	@$(call step,installing sensornet and its Python packages into $(VENV) (paho-mqtt$(,) websockets$(,) MicroPython$(,) pytest$(,) ruff$(,) mypy; a minute or two the first time),$(BIN)/pip install -q -e '.[test$(,)check]')
+	@touch $@
+
+, := ,
 
 mosquitto:
 	@if ! { command -v mosquitto || [ -x /usr/sbin/mosquitto ]; } >/dev/null || ! command -v mosquitto_sub >/dev/null; then \
-	  echo "installing mosquitto and mosquitto-clients with apt-get"; \
-	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq mosquitto mosquitto-clients; fi
+	  $(call step,installing mosquitto and mosquitto-clients with apt-get (the broker the tests and the demo run; takes a minute),$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq mosquitto mosquitto-clients); fi
 
 # pip downloads the sdist but cannot build it (no setup.py): unpack it and keep umqtt/simple.py.
 $(MPLIB)/umqtt/simple.py: | $(VENV)/.installed
-	d=$$(mktemp -d); trap 'rm -rf "$$d"' EXIT; \
-	TMPDIR=$$d $(BIN)/pip download -q --no-deps --no-clean -d "$$d/dl" micropython-umqtt.simple==$(UMQTT_VERSION) >/dev/null 2>&1 || true; \
+	@echo "setup: fetching umqtt.simple $(UMQTT_VERSION) from PyPI into $(MPLIB) (frozen in the real board's firmware)"
+	@d=$$(mktemp -d); trap 'rm -rf "$$d"' EXIT; \
+	TMPDIR=$$d $(BIN)/pip download -q --no-deps --no-clean -d "$$d/dl" micropython-umqtt.simple==$(UMQTT_VERSION) >>$(SETUP_LOG) 2>&1 || true; \
 	src=$$(find "$$d" -path '*/umqtt/simple.py' | head -n 1); \
-	if [ -z "$$src" ]; then echo "could not fetch micropython-umqtt.simple==$(UMQTT_VERSION) from PyPI" >&2; exit 1; fi; \
+	if [ -z "$$src" ]; then echo "setup: FAILED: could not fetch micropython-umqtt.simple==$(UMQTT_VERSION) from PyPI; see $(SETUP_LOG)" >&2; exit 1; fi; \
 	mkdir -p $(@D) && cp "$$src" $@
 
 test: setup
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+check: setup
+	$(BIN)/ruff check .
+	$(BIN)/mypy
 
 demo: setup
 	$(BIN)/sensornet demo $(if $(DURATION),--duration $(DURATION))
@@ -56,4 +70,4 @@ bench: setup
 	$(BIN)/python -m tests.bench
 
 clean:
-	rm -rf $(VENV) .cache .sensornet .pytest_cache
+	rm -rf $(VENV) .cache .sensornet .pytest_cache .mypy_cache .ruff_cache
