@@ -12,6 +12,11 @@ BIN := $(VENV)/bin
 # umqtt.simple for the virtual board (frozen into the standard ESP8266 firmware on a real board)
 UMQTT_VERSION := 1.3.4
 MPLIB := .cache/micropython-lib
+# The virtual boards' VM: MicroPython's unix port, 32-bit like the ESP8266, asyncio and umqtt.simple
+# frozen in (scripts/build-micropython.sh). Its source: a tarball, a source tree or a URL.
+MICROPYTHON_SRC ?= https://github.com/micropython/micropython/releases/download/v1.28.0/micropython-1.28.0.tar.xz
+MPY_BUILD := .cache/micropython
+FIRMWARE := build/firmware
 SETUP_LOG := .cache/setup.log
 DURATION ?=
 PYTEST_ARGS ?=
@@ -23,16 +28,17 @@ step = mkdir -p .cache; echo "setup: $(1)"; \
 	if ! { $(2) ; } >>$(SETUP_LOG) 2>&1; then \
 	  echo "setup: FAILED: $(1); the last lines of $(SETUP_LOG):" >&2; tail -n 25 $(SETUP_LOG) >&2; exit 1; fi
 
-.PHONY: help setup test check demo bench clean mosquitto
+.PHONY: help setup test check demo bench firmware clean mosquitto
 
 help:
 	@echo "make demo [DURATION=30]   broker + three virtual Feather Huzzahs + bridge + endpoint"
 	@echo "make test                 the test suite (pytest) on real parts"
 	@echo "make check                ruff (lint) and mypy (types)"
 	@echo "make bench                benchmarks: firmware heap use on the virtual board, bridge throughput"
+	@echo "make firmware             build/firmware: the firmware as deployed (boot.py, main.py, the rest as .mpy)"
 	@echo "make setup                only the set-up both of them do"
 
-setup: $(VENV)/.installed $(MPLIB)/umqtt/simple.py mosquitto
+setup: $(VENV)/.installed $(MPLIB)/umqtt/simple.py mosquitto $(MPY_BUILD)/micropython firmware
 
 $(VENV)/.installed: pyproject.toml
 	@if ! $(PYTHON) -c 'import venv, ensurepip' 2>/dev/null; then \
@@ -56,6 +62,13 @@ $(MPLIB)/umqtt/simple.py: | $(VENV)/.installed
 	if [ -z "$$src" ]; then echo "setup: FAILED: could not fetch micropython-umqtt.simple==$(UMQTT_VERSION) from PyPI; see $(SETUP_LOG)" >&2; exit 1; fi; \
 	mkdir -p $(@D) && cp "$$src" $@
 
+$(MPY_BUILD)/micropython: $(MPLIB)/umqtt/simple.py devices/virtual_huzzah/manifest.py scripts/build-micropython.sh
+	@echo "setup: building MicroPython 1.28.0's unix port, 32-bit, for the virtual boards (about 20 s; from $(MICROPYTHON_SRC))"
+	@MICROPYTHON_SRC='$(MICROPYTHON_SRC)' UMQTT_DIR=$(MPLIB) scripts/build-micropython.sh $(MPY_BUILD) | sed 's/^/setup: /'
+
+firmware: $(VENV)/.installed
+	@scripts/build-firmware.sh $(FIRMWARE) | sed 's/^/setup: /'
+
 test: setup
 	$(BIN)/pytest $(PYTEST_ARGS)
 
@@ -70,4 +83,4 @@ bench: setup
 	$(BIN)/python -m tests.bench
 
 clean:
-	rm -rf $(VENV) .cache .sensornet .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .cache .sensornet build .pytest_cache .mypy_cache .ruff_cache
