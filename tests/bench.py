@@ -11,15 +11,16 @@ import asyncio
 import os
 import platform
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
+import paho.mqtt.client as mqtt
+
 from sensornet.broker import Broker
-from tests.conftest import BRIDGE_PASSWORD, DEVICE_PASSWORD, device_config, free_port
-from virtual_huzzah.board import FIRMWARE_HEAP, VirtualBoard, find_micropython, model_overhead
-from virtual_huzzah import board as paths
+from sensornet.endpoint import Endpoint
+from tests.helpers import BRIDGE_PASSWORD, DEVICE_PASSWORD, Sensornet, device_config, free_port, wait_until
+from virtual_huzzah.board import FIRMWARE_HEAP, MICROPYTHON_LIB_DIR, VirtualBoard, find_micropython, model_overhead
 
 
 def machine() -> str:
@@ -37,7 +38,7 @@ def machine() -> str:
 
 
 def bench_heap(cycles: int = 10) -> None:
-    models, umqtt = model_overhead(find_micropython(), paths.MICROPYTHON_LIB_DIR)
+    models, umqtt = model_overhead(find_micropython(), MICROPYTHON_LIB_DIR)
     with tempfile.TemporaryDirectory() as tmp:
         port = free_port()
         with Broker(Path(tmp) / "broker", port=port, bind="127.0.0.1", accounts={"bridge": BRIDGE_PASSWORD}) as broker:
@@ -46,9 +47,7 @@ def bench_heap(cycles: int = 10) -> None:
             broker.add_account(board.client_id, DEVICE_PASSWORD)
             board.start()
             try:
-                deadline = time.monotonic() + 60
-                while len(board.heap_free()) < cycles and time.monotonic() < deadline:
-                    time.sleep(0.2)
+                wait_until(lambda: len(board.heap_free()) >= cycles, 60, f"{cycles} publish cycles", 0.2)
             finally:
                 board.stop()
     free = board.heap_free()
@@ -61,19 +60,17 @@ def bench_heap(cycles: int = 10) -> None:
 
 
 async def _bridge_throughput(n: int = 2000) -> None:
-    import paho.mqtt.client as mqtt
-    from sensornet.endpoint import Endpoint
     with tempfile.TemporaryDirectory() as tmp:
         port = free_port()
         with Broker(Path(tmp) / "broker", port=port, bind="127.0.0.1",
                     accounts={"bridge": BRIDGE_PASSWORD, "huzzah-bench": "pw"}):
             async with Endpoint("127.0.0.1", 0, 0) as ep:
                 env = dict(os.environ, SENSORNET_BRIDGE_PASSWORD=BRIDGE_PASSWORD)
-                bridge = subprocess.Popen([sys.executable, "-m", "sensornet.cli", "bridge", "--host", "127.0.0.1",
-                                           "--port", str(port), "--endpoint", ep.ws_url], env=env,
-                                          stderr=subprocess.DEVNULL)
+                bridge = Sensornet("bridge", "--host", "127.0.0.1", "--port", str(port), "--endpoint", ep.ws_url,
+                                   env=env)
                 try:
-                    await asyncio.sleep(2)
+                    # its subscriptions granted: from here on nothing published is lost to it
+                    await asyncio.to_thread(bridge.wait_line, "subscribed:", "stderr", 30)
                     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="huzzah-bench")
                     client.username_pw_set("huzzah-bench", "pw")
                     client.max_inflight_messages_set(100)
@@ -88,8 +85,7 @@ async def _bridge_throughput(n: int = 2000) -> None:
                     client.loop_stop()
                     client.disconnect()
                 finally:
-                    bridge.terminate()
-                    bridge.wait()
+                    await asyncio.to_thread(bridge.stop)
     print(f"bridge: {n} QoS 1 messages device -> broker -> bridge -> WebSocket endpoint in {elapsed:.2f} s: "
           f"{n / elapsed:.0f} messages/s")
 

@@ -7,16 +7,15 @@ import subprocess
 
 import pytest
 
-from virtual_huzzah import board as paths
-from tests.conftest import Subscriber, free_port
 from sensornet.broker import Broker
-from virtual_huzzah.board import AccessPoint, VirtualBoard
+from tests.helpers import REPO, Subscriber, free_port
+from virtual_huzzah.board import FIRMWARE_DIR, AccessPoint, VirtualBoard
 
 pytestmark = pytest.mark.e2e
 
 
-def bootstrap(*args, cwd=paths.REPO):
-    return subprocess.run(["bash", str(paths.REPO / "bootstrap.sh"), *args], cwd=cwd, capture_output=True,
+def bootstrap(*args, cwd=REPO):
+    return subprocess.run(["bash", str(REPO / "bootstrap.sh"), *args], cwd=cwd, capture_output=True,
                           text=True, timeout=60)
 
 
@@ -31,11 +30,13 @@ def test_provisioned_config_and_account_bring_a_board_online(tmp_path):
     assert result.returncode == 0, result.stderr
     out = result.stdout
     assert "client id huzzah-01ffc000" in out
-    assert "erase_flash" in out and "write_flash" in out
-    for f in paths.FIRMWARE_DIR.glob("*.py"):
-        assert f"cp {paths.FIRMWARE_DIR.relative_to(paths.REPO) / f.name} /pyboard/" in out
+    assert "erase_flash" in out
+    assert "write_flash" in out
+    for f in FIRMWARE_DIR.glob("*.py"):
+        assert f"cp {FIRMWARE_DIR.relative_to(REPO) / f.name} /pyboard/" in out
     cfg = json.loads(config.read_text())
-    assert cfg["mqtt_user"] == "huzzah-01ffc000" and cfg["client_id"] is None
+    assert cfg["mqtt_user"] == "huzzah-01ffc000"
+    assert cfg["client_id"] is None
     assert passwd.read_text().startswith("huzzah-01ffc000:")
     assert cfg["mqtt_password"] not in passwd.read_text()  # hashed
 
@@ -55,7 +56,7 @@ def test_provisioned_config_and_account_bring_a_board_online(tmp_path):
             sub.close()
 
 
-@pytest.mark.parametrize("args, message", [
+@pytest.mark.parametrize(("args", "message"), [
     (["--dry-run", "--mac", "x", "--wifi-ssid", "s", "--mqtt-host", "h"], "--mac"),
     (["--dry-run", "--mac", "5c:cf:7f:00:00:01", "--mqtt-host", "h"], "--wifi-ssid"),
     (["--dry-run", "--mac", "5c:cf:7f:00:00:01", "--wifi-ssid", "s", "--mqtt-host", "h", "--mqtt-port", "0"],

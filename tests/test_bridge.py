@@ -11,28 +11,21 @@ import collections
 import contextlib
 import json
 import os
-import signal
-import subprocess
-import sys
-from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pytest
 
 from sensornet.bridge import Bridge
+from sensornet.bridge_config import SCHEMA, BridgeConfig, ConfigError, MqttSettings, load_config
+from sensornet.endpoint import Endpoint
 from sensornet.outbox import Backoff, Outbox
 from sensornet.spool import spool_path
-from sensornet.bridge_config import BridgeConfig, ConfigError, MqttSettings, load_config
-from sensornet.endpoint import Endpoint
-from tests.conftest import BRIDGE_PASSWORD, free_port
+from tests.helpers import BRIDGE_PASSWORD, DEVICE_PASSWORD, REPO, Sensornet, free_port, run_sensornet, wait_until_async
 
 pytestmark = pytest.mark.timeout(60)
 
 DEVICE = "huzzah-00c0ffee"
-DEVICE_PASSWORD = "device-pw"
 TSL = f"sensors/{DEVICE}/tsl2561"
-SENSORNET = Path(sys.executable).parent / "sensornet"
-REPO = Path(__file__).resolve().parents[1]
 
 
 # ---- helpers ----
@@ -84,22 +77,13 @@ async def running(bridge: Bridge):
         await task
 
 
-async def collect(endpoint: Endpoint, count: int, timeout: float = 5.0) -> dict[str, list[dict]]:
-    """Wait for `count` envelopes; return them grouped by via, in arrival order."""
+async def collect(endpoint: Endpoint, count: int, wait_s: float = 5.0) -> dict[str, list[dict]]:
+    """Wait up to `wait_s` s for each of `count` envelopes; return them grouped by via, in arrival order."""
     by_via: dict[str, list[dict]] = collections.defaultdict(list)
     for _ in range(count):
-        received = await endpoint.get(timeout)
+        received = await endpoint.get(wait_s)
         by_via[received.via].append(received.envelope)
     return by_via
-
-
-async def until(predicate, timeout: float = 5.0) -> None:
-    """Poll `predicate()` every 10 ms until true; fail after `timeout` seconds."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        assert loop.time() < deadline, "condition not met in time"
-        await asyncio.sleep(0.01)
 
 
 def seqs(envelopes: list[dict]) -> list[int]:
@@ -117,7 +101,8 @@ def test_forwards_every_contract_topic_to_ws_and_tcp(broker, device):
                 await publish(device, TSL, reading(1, lux=None))
                 await publish(device, f"sensors/{DEVICE}/i2c", '{"addresses": [57]}')
                 got = await collect(ep, 8)
-            assert bridge.stats.received == 4 and not bridge.stats.rejected
+            assert bridge.stats.received == 4
+            assert not bridge.stats.rejected
         for via in ("ws", "tcp"):
             envs = got[via]
             assert [(e["topic"], e["client_id"], e["kind"]) for e in envs] == [
@@ -133,9 +118,8 @@ def test_forwards_every_contract_topic_to_ws_and_tcp(broker, device):
 def test_retained_connect_reaches_a_bridge_that_subscribes_later(broker, device):
     async def scenario():
         await publish(device, f"connect/{DEVICE}", "aa:bb:cc:dd:ee:ff", retain=True)
-        async with Endpoint("127.0.0.1", 0, 0) as ep:
-            async with running(fast_bridge(config(broker, ep.tcp_url))):
-                received = await ep.get()
+        async with Endpoint("127.0.0.1", 0, 0) as ep, running(fast_bridge(config(broker, ep.tcp_url))):
+            received = await ep.get()
         assert received.envelope["topic"] == f"connect/{DEVICE}"
         assert received.envelope["payload"] == "aa:bb:cc:dd:ee:ff"
     asyncio.run(scenario())
@@ -155,7 +139,7 @@ def test_rejected_messages_are_counted_and_good_ones_around_them_arrive(broker, 
                 await publish(device, f"sensors/{DEVICE}/has space", reading(9))        # bad_topic
                 await publish(device, TSL, reading(4))
                 got = await collect(ep, 8)
-                await until(lambda: bridge.stats.received == 8)
+                await wait_until_async(lambda: bridge.stats.received == 8, 5, "8 messages received")
             assert bridge.stats.rejected == {"bad_json": 1, "not_utf8": 1, "too_large": 1, "bad_topic": 1}
         assert seqs(got["ws"]) == seqs(got["tcp"]) == [1, 2, 3, 4]
     asyncio.run(scenario())
@@ -175,7 +159,7 @@ def test_endpoint_down_at_start_gets_queued_messages_while_other_keeps_receiving
                 assert seqs(live["ws"]) == [1, 2, 3, 4, 5]
                 assert bridge.stats.forwarded[tcp_url] == 0
                 async with Endpoint("127.0.0.1", 0, tcp_port) as tcp_ep:
-                    late = await collect(tcp_ep, 5, timeout=10)
+                    late = await collect(tcp_ep, 5, wait_s=10)
                     assert seqs(late["tcp"]) == [1, 2, 3, 4, 5]
                     await publish(device, TSL, reading(6))
                     assert seqs((await collect(tcp_ep, 1))["tcp"]) == [6]
@@ -194,10 +178,10 @@ def test_endpoint_restart_loses_nothing(broker, device, via):
             await ep.stop()
             for seq in (2, 3, 4):
                 await publish(device, TSL, reading(seq))
-            await until(lambda: bridge.stats.received == 4)
+            await wait_until_async(lambda: bridge.stats.received == 4, 5, "4 messages received")
             ep = await Endpoint("127.0.0.1", ep.ws_port, ep.tcp_port).start()
             try:
-                assert seqs((await collect(ep, 3, timeout=10))[via]) == [2, 3, 4]
+                assert seqs((await collect(ep, 3, wait_s=10))[via]) == [2, 3, 4]
             finally:
                 await ep.stop()
     asyncio.run(scenario())
@@ -210,10 +194,10 @@ def test_full_queue_drops_oldest_and_counts(broker, device):
         async with running(fast_bridge(config(broker, url, queue_size=3))) as bridge:
             for seq in range(1, 6):
                 await publish(device, TSL, reading(seq))
-            await until(lambda: bridge.stats.received == 5)
+            await wait_until_async(lambda: bridge.stats.received == 5, 5, "5 messages received")
             assert bridge.stats.dropped[url] == 2
             async with Endpoint("127.0.0.1", 0, tcp_port) as ep:
-                assert seqs((await collect(ep, 3, timeout=10))["tcp"]) == [3, 4, 5]
+                assert seqs((await collect(ep, 3, wait_s=10))["tcp"]) == [3, 4, 5]
     asyncio.run(scenario())
 
 
@@ -233,23 +217,23 @@ def test_restart_with_same_client_id_gets_messages_published_while_down(broker, 
                 await publish(device, TSL, reading(5))
                 assert seqs((await collect(ep, 1))["tcp"]) == [5]
             # seq 1 was acknowledged (manual ack) before the restart, so it was not redelivered.
-            assert bridge.stats.received == 4 and ep.received.empty()
+            assert bridge.stats.received == 4
+            assert ep.received.empty()
     asyncio.run(scenario())
 
 
 def test_broker_restart_bridge_reconnects_and_resumes_session(broker, device):
     async def scenario():
-        async with Endpoint("127.0.0.1", 0, 0) as ep:
-            async with running(fast_bridge(config(broker, ep.tcp_url))) as bridge:
-                await publish(device, TSL, reading(1))
-                assert seqs((await collect(ep, 1))["tcp"]) == [1]
-                await asyncio.to_thread(broker.stop)   # SIGTERM: Mosquitto saves sessions to its database
-                await asyncio.to_thread(broker.start)
-                await until(device.is_connected, timeout=10)
-                for seq in (2, 3):  # possibly before the bridge is back: its session queues them
-                    await publish(device, TSL, reading(seq))
-                assert seqs((await collect(ep, 2, timeout=15))["tcp"]) == [2, 3]
-                assert await bridge.wait_subscribed(5)
+        async with Endpoint("127.0.0.1", 0, 0) as ep, running(fast_bridge(config(broker, ep.tcp_url))) as bridge:
+            await publish(device, TSL, reading(1))
+            assert seqs((await collect(ep, 1))["tcp"]) == [1]
+            await asyncio.to_thread(broker.stop)   # SIGTERM: Mosquitto saves sessions to its database
+            await asyncio.to_thread(broker.start)
+            await wait_until_async(device.is_connected, 10, "the device connected again")
+            for seq in (2, 3):  # possibly before the bridge is back: its session queues them
+                await publish(device, TSL, reading(seq))
+            assert seqs((await collect(ep, 2, wait_s=15))["tcp"]) == [2, 3]
+            assert await bridge.wait_subscribed(5)
     asyncio.run(scenario())
 
 
@@ -261,13 +245,12 @@ def test_undelivered_envelopes_are_saved_at_shutdown_and_sent_after_restart(brok
         async with running(fast_bridge(cfg, state_dir=tmp_path, drain_timeout=0.1)) as bridge:
             for seq in (1, 2, 3):
                 await publish(device, TSL, reading(seq))
-            await until(lambda: bridge.stats.received == 3)
+            await wait_until_async(lambda: bridge.stats.received == 3, 5, "3 messages received")
         assert spool_path(tmp_path, url).exists()
-        async with Endpoint("127.0.0.1", 0, tcp_port) as ep:
-            async with running(fast_bridge(cfg, state_dir=tmp_path)):
-                assert seqs((await collect(ep, 3))["tcp"]) == [1, 2, 3]
-                await publish(device, TSL, reading(4))
-                assert seqs((await collect(ep, 1))["tcp"]) == [4]
+        async with Endpoint("127.0.0.1", 0, tcp_port) as ep, running(fast_bridge(cfg, state_dir=tmp_path)):
+            assert seqs((await collect(ep, 3))["tcp"]) == [1, 2, 3]
+            await publish(device, TSL, reading(4))
+            assert seqs((await collect(ep, 1))["tcp"]) == [4]
         assert not spool_path(tmp_path, url).exists()
     asyncio.run(scenario())
 
@@ -284,36 +267,29 @@ def bridge_env(**extra: str) -> dict[str, str]:
 def test_command_forwards_and_stops_cleanly_on_sigterm(broker, device):
     async def scenario():
         async with Endpoint("127.0.0.1", 0, 0) as ep:
-            proc = await asyncio.create_subprocess_exec(
-                str(SENSORNET), "bridge", "--host", broker.host, "--port", str(broker.port),
-                "--client-id", "cli-bridge", "--endpoint", ep.ws_url,
-                env=bridge_env(SENSORNET_BRIDGE_PASSWORD=BRIDGE_PASSWORD), stderr=asyncio.subprocess.PIPE)
-            log = []
+            proc = Sensornet("bridge", "--host", broker.host, "--port", str(broker.port), "--client-id", "cli-bridge",
+                             "--endpoint", ep.ws_url, env=bridge_env(SENSORNET_BRIDGE_PASSWORD=BRIDGE_PASSWORD))
             try:
-                async with asyncio.timeout(10):
-                    while not any("subscribed:" in line for line in log):
-                        log.append((await proc.stderr.readline()).decode())
-                        assert log[-1], "bridge exited: " + "".join(log)
+                subscribed = await asyncio.to_thread(proc.wait_line, "subscribed:", "stderr", 10)
                 await publish(device, TSL, reading(1))
                 assert (await ep.get()).envelope["payload"]["seq"] == 1
-                proc.send_signal(signal.SIGTERM)
-                async with asyncio.timeout(10):
-                    rest = (await proc.stderr.read()).decode()
-                    assert await proc.wait() == 0
+                before_stop = len(proc.stderr)
+                assert await asyncio.to_thread(proc.stop, 10) == 0  # SIGTERM; no SIGKILL needed
             finally:
-                if proc.returncode is None:
-                    proc.kill()
-                    await proc.wait()
-        start = next(line for line in log if "starting:" in line)
-        assert f"{broker.host}:{broker.port}" in start and ep.ws_url in start and "'cli-bridge'" in start
-        assert "stopped:" in rest
+                await asyncio.to_thread(proc.stop)
+        start = next(line for line in proc.stderr if "starting:" in line)
+        assert f"{broker.host}:{broker.port}" in start
+        assert ep.ws_url in start
+        assert "'cli-bridge'" in start
+        assert proc.stderr.index(start) < proc.stderr.index(subscribed)
+        assert [line for line in proc.stderr[before_stop:] if "stopped:" in line]
     asyncio.run(scenario())
 
 
 GOOD = '[mqtt]\npassword = "x"\n[bridge]\nendpoints = ["ws://127.0.0.1:8765"]\n'
 
 
-@pytest.mark.parametrize("toml, flags, expected", [
+@pytest.mark.parametrize(("toml", "flags", "expected"), [
     ('[mqtt]\nhots = "pi"\n[bridge]\nendpoints = ["ws://a:1"]\n', [], "[mqtt] unknown key 'hots'"),
     ('[mqtt]\nport = "1883"\n[bridge]\nendpoints = ["ws://a:1"]\n', [], "[mqtt] port: expected an integer"),
     ('[bridge]\nendpoints = ["ws://a:1", "http://x"]\n', [],
@@ -332,14 +308,14 @@ GOOD = '[mqtt]\npassword = "x"\n[bridge]\nendpoints = ["ws://127.0.0.1:8765"]\n'
     (None, ["--endpoint", "ws://a:1"], "--config"),
 ])
 def test_bad_config_exits_2_naming_the_key(tmp_path, toml, flags, expected):
-    args = [str(SENSORNET), "bridge", *flags]
+    args = ["bridge", *flags]
     if toml is not None:
         (tmp_path / "bridge.toml").write_text(toml)
         args += ["--config", "bridge.toml"]
     else:
         args += ["--config", "nonexistent.toml"]
         expected = "nonexistent.toml: cannot read config file"
-    result = subprocess.run(args, cwd=tmp_path, env=bridge_env(), capture_output=True, text=True, timeout=30)
+    result = run_sensornet(*args, cwd=tmp_path, env=bridge_env(), timeout=30)
     assert result.returncode == 2, result.stderr
     assert expected in result.stderr
     if toml is not None and not flags:
@@ -353,9 +329,11 @@ def test_bad_config_exits_2_naming_the_key(tmp_path, toml, flags, expected):
 def test_example_config_is_valid_and_documents_every_key():
     example = REPO / "bridge" / "bridge.example.toml"
     cfg, _ = load_config(["--config", str(example)], environ={"SENSORNET_BRIDGE_PASSWORD": "pw"})
-    assert cfg.mqtt.client_id == "sensornet-bridge" and cfg.mqtt.port == 1883 and cfg.endpoints
-    assert cfg.queue_size == 10000 and cfg.max_payload_bytes == 16384
-    from sensornet.bridge_config import SCHEMA
+    assert cfg.mqtt.client_id == "sensornet-bridge"
+    assert cfg.mqtt.port == 1883
+    assert cfg.endpoints
+    assert cfg.queue_size == 10000
+    assert cfg.max_payload_bytes == 16384
     text = example.read_text()
     for table, keys in SCHEMA.items():
         assert f"[{table}]" in text
@@ -422,7 +400,8 @@ def test_backoff_doubles_to_cap_with_jitter_and_resets():
 def test_outbox_drops_oldest_and_removes_only_what_was_sent():
     async def scenario():
         box = Outbox(2)
-        assert box.put("a") is False and box.put("b") is False
+        assert box.put("a") is False
+        assert box.put("b") is False
         seq, item = await box.head()
         assert item == "a"
         assert box.put("c") is True  # "a" dropped while it was being sent

@@ -4,66 +4,43 @@ Checked on the envelopes the endpoint prints; and `make demo`'s own command, sho
 
 import json
 import os
-import subprocess
-import sys
-import threading
 from datetime import datetime
 
 import pytest
 
-from sensornet.broker import wait_for_port
-from tests.conftest import BRIDGE_PASSWORD, free_port, wait_until
+from tests.helpers import BRIDGE_PASSWORD, Sensornet, run_sensornet, start_endpoint, wait_until
 
 pytestmark = pytest.mark.e2e
 
 LUX = {0xC0FF01: 40.0, 0xC0FF02: 400.0, 0xC0FF03: 4000.0}
 
 
-class Process:
-    """A `sensornet ...` subprocess whose stdout lines are collected by a thread."""
-
-    def __init__(self, *args, env=None):
-        self.process = subprocess.Popen([sys.executable, "-m", "sensornet.cli", *args], stdout=subprocess.PIPE,
-                                        stderr=subprocess.PIPE, text=True, env=env)
-        self.lines: list[str] = []
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self):
-        for line in self.process.stdout:
-            self.lines.append(line.rstrip("\n"))
-
-    def stop(self) -> str:
-        """SIGTERM, wait, and return stderr (str)."""
-        self.process.terminate()
-        try:
-            _, err = self.process.communicate(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            _, err = self.process.communicate()
-        return err
-
-
 @pytest.fixture
 def endpoint():
-    ws_port, tcp_port = free_port(), free_port()
-    p = Process("endpoint", "--host", "127.0.0.1", "--ws-port", str(ws_port), "--tcp-port", str(tcp_port), "--jsonl")
-    assert wait_for_port("127.0.0.1", ws_port, 15) and wait_for_port("127.0.0.1", tcp_port, 5)
+    """`sensornet endpoint --jsonl` on ports of its choosing; .urls: its (ws, tcp) URLs once it listens."""
+    p, ws_port, tcp_port = start_endpoint("--jsonl")
     p.urls = (f"ws://127.0.0.1:{ws_port}/", f"tcp://127.0.0.1:{tcp_port}")
     yield p
-    p.stop()
+    assert p.stop() == 0, "\n".join(p.stderr)  # SIGTERM: a clean stop
 
 
 @pytest.fixture
 def bridge(broker, endpoint):
+    """`sensornet bridge` to both of the endpoint's URLs, once its subscriptions are granted."""
     env = dict(os.environ, SENSORNET_BRIDGE_PASSWORD=BRIDGE_PASSWORD)
-    p = Process("bridge", "--host", "127.0.0.1", "--port", str(broker.port), "--endpoint", endpoint.urls[0],
-                "--endpoint", endpoint.urls[1], env=env)
+    p = Sensornet("bridge", "--host", "127.0.0.1", "--port", str(broker.port), "--endpoint", endpoint.urls[0],
+                  "--endpoint", endpoint.urls[1], env=env)
+    try:
+        p.wait_line("subscribed:", "stderr", 15)
+    except BaseException:
+        p.stop()
+        raise
     yield p
-    p.stop()
+    assert p.stop() == 0, "\n".join(p.stderr)  # SIGTERM: a clean stop
 
 
 def envelopes(endpoint, via):
-    return [e for e in map(json.loads, list(endpoint.lines)) if e["via"] == via]
+    return [e for e in map(json.loads, list(endpoint.stdout)) if e["via"] == via]
 
 
 def test_readings_from_three_boards_reach_the_websocket_and_tcp_endpoints(broker, endpoint, bridge, make_board):
@@ -104,8 +81,8 @@ def test_a_board_dying_reaches_the_endpoint_as_offline(broker, endpoint, bridge,
 
 
 def test_sensornet_demo_exits_0_with_readings_from_every_board(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "sensornet.cli", "demo", "--duration", "12", "--interval", "1",
-                             "--state-dir", str(tmp_path / "demo")], capture_output=True, text=True, timeout=90)
+    result = run_sensornet("demo", "--duration", "12", "--interval", "1", "--state-dir", str(tmp_path / "demo"),
+                           timeout=90)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "OK: readings from all 3 boards" in result.stdout
     for cid in ("huzzah-01ffc000", "huzzah-02ffc000", "huzzah-03ffc000"):

@@ -4,23 +4,25 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
-import signal
 import socket
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 from websockets.asyncio.client import connect as ws_connect
 
-from sensornet.endpoint import (DEFAULT_TCP_PORT, DEFAULT_WS_PORT, Endpoint, Received, build_parser, format_jsonl,
-                                format_line)
+from sensornet.endpoint import (
+    DEFAULT_TCP_PORT,
+    DEFAULT_WS_PORT,
+    Endpoint,
+    Received,
+    build_parser,
+    format_jsonl,
+    format_line,
+)
 from sensornet.envelope import encode_line, encode_text
+from tests.helpers import run_sensornet, start_endpoint, wait_until_async
 
 pytestmark = pytest.mark.timeout(30)
 
-SENSORNET = Path(sys.executable).parent / "sensornet"
 TSL = {"topic": "sensors/huzzah-00a1b2c3/tsl2561", "client_id": "huzzah-00a1b2c3", "kind": "tsl2561",
        "payload": {"lux": 12.3, "broadband": 120, "ir": 30, "gain": 16, "integration_ms": 402, "seq": 1},
        "received_at": "2026-11-21T14:30:00.123Z"}
@@ -47,7 +49,9 @@ def test_output_line_format():
 def test_output_stays_one_line_for_any_payload_text():
     env = {**STATUS, "payload": "two\nlines \u2028 caf\u00e9"}
     line = format_line(Received("tcp", env))
-    assert "\n" not in line and "\u2028" not in line and line.isascii()
+    assert "\n" not in line
+    assert "\u2028" not in line
+    assert line.isascii()
     assert json.loads(line.split(None, 3)[3]) == env["payload"]
 
 
@@ -57,16 +61,15 @@ def test_jsonl_format_adds_via():
 
 def test_websocket_frames_malformed_ones_counted_connection_stays_open():
     async def scenario():
-        async with Endpoint("127.0.0.1", 0, 0) as ep:
-            async with ws_connect(ep.ws_url) as ws:
-                await ws.send(encode_text(TSL))
-                await ws.send("not json")
-                await ws.send('{"topic": "status/x"}')
-                await ws.send(b"\xff\xfe")
-                await ws.send(encode_text(STATUS).encode())  # binary frame with UTF-8 JSON: accepted
-                assert await ep.get() == Received("ws", TSL)
-                assert await ep.get() == Received("ws", STATUS)
-                assert dict(ep.malformed) == {"bad_json": 1, "missing_key": 1, "not_utf8": 1}
+        async with Endpoint("127.0.0.1", 0, 0) as ep, ws_connect(ep.ws_url) as ws:
+            await ws.send(encode_text(TSL))
+            await ws.send("not json")
+            await ws.send('{"topic": "status/x"}')
+            await ws.send(b"\xff\xfe")
+            await ws.send(encode_text(STATUS).encode())  # binary frame with UTF-8 JSON: accepted
+            assert await ep.get() == Received("ws", TSL)
+            assert await ep.get() == Received("ws", STATUS)
+            assert dict(ep.malformed) == {"bad_json": 1, "missing_key": 1, "not_utf8": 1}
     asyncio.run(scenario())
 
 
@@ -77,6 +80,8 @@ def test_tcp_lines_split_across_writes_malformed_ones_counted_connection_stays_o
             line = encode_line(TSL)
             writer.write(line[:10])
             await writer.drain()
+            # the pause is the test, not a synchronisation: the line's two parts reach the endpoint
+            # in two reads, which must be joined
             await asyncio.sleep(0.05)
             writer.write(line[10:] + b"[1, 2]\n" + b"x" * 5000 + b"\n" + b"\n" + encode_line(STATUS))
             await writer.drain()
@@ -91,79 +96,62 @@ def test_tcp_lines_split_across_writes_malformed_ones_counted_connection_stays_o
 def test_on_envelope_callback_instead_of_queue():
     async def scenario():
         seen: list[Received] = []
-        async with Endpoint("127.0.0.1", 0, 0, on_envelope=seen.append) as ep:
-            async with ws_connect(ep.ws_url) as ws:
-                await ws.send(encode_text(TSL))
-                while not seen:
-                    await asyncio.sleep(0.01)
-        assert seen == [Received("ws", TSL)] and ep.received.empty()
+        async with Endpoint("127.0.0.1", 0, 0, on_envelope=seen.append) as ep, ws_connect(ep.ws_url) as ws:
+            await ws.send(encode_text(TSL))
+            await wait_until_async(lambda: seen, 5, "the callback called")
+        assert seen == [Received("ws", TSL)]
+        assert ep.received.empty()
     asyncio.run(scenario())
 
 
-async def start_command(*flags: str) -> tuple[asyncio.subprocess.Process, int, int]:
-    """Run `sensornet endpoint` on free ports; return it with its ws and tcp ports once it listens."""
-    proc = await asyncio.create_subprocess_exec(
-        str(SENSORNET), "endpoint", "--host", "127.0.0.1", "--ws-port", "0", "--tcp-port", "0", *flags,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-    async with asyncio.timeout(10):
-        while True:
-            line = (await proc.stderr.readline()).decode()
-            assert line, "endpoint exited before listening"
-            match = re.fullmatch(r"listening: ws://127\.0\.0\.1:(\d+) tcp://127\.0\.0\.1:(\d+)\n", line)
-            if match:
-                return proc, int(match[1]), int(match[2])
-
-
-async def stop_command(proc: asyncio.subprocess.Process) -> int:
-    proc.send_signal(signal.SIGTERM)
-    async with asyncio.timeout(10):
-        return await proc.wait()
+STATUS_LINE = '2026-11-21T14:30:01.000Z ws status/huzzah-00a1b2c3 "online"'
 
 
 def test_command_prints_one_line_per_envelope_and_survives_malformed_input():
-    async def scenario():
-        proc, ws_port, tcp_port = await start_command()
-        try:
-            async with ws_connect(f"ws://127.0.0.1:{ws_port}") as ws:
-                await ws.send(encode_text(TSL))
-                assert (await proc.stdout.readline()).decode() == TSL_LINE.format(via="ws") + "\n"
-                await ws.send("{garbage")
-                await ws.send(encode_text(STATUS))
-                assert (await proc.stdout.readline()).decode() == \
-                    '2026-11-21T14:30:01.000Z ws status/huzzah-00a1b2c3 "online"\n'
-            reader, writer = await asyncio.open_connection("127.0.0.1", tcp_port)
-            writer.write(b"nonsense\n" + encode_line(TSL))
-            await writer.drain()
-            assert (await proc.stdout.readline()).decode() == TSL_LINE.format(via="tcp") + "\n"
-            writer.close()
-            assert await stop_command(proc) == 0
-            assert await proc.stdout.read() == b""
-        finally:
-            if proc.returncode is None:
-                proc.kill()
-                await proc.wait()
-    asyncio.run(scenario())
+    async def scenario(proc, ws_port, tcp_port):
+        async with ws_connect(f"ws://127.0.0.1:{ws_port}") as ws:
+            await ws.send(encode_text(TSL))
+            assert await asyncio.to_thread(proc.wait_lines, 1) == [TSL_LINE.format(via="ws")]
+            await ws.send("{garbage")
+            await ws.send(encode_text(STATUS))
+            assert (await asyncio.to_thread(proc.wait_lines, 2))[1] == STATUS_LINE
+        reader, writer = await asyncio.open_connection("127.0.0.1", tcp_port)
+        writer.write(b"nonsense\n" + encode_line(TSL))
+        await writer.drain()
+        assert (await asyncio.to_thread(proc.wait_lines, 3))[2] == TSL_LINE.format(via="tcp")
+        writer.close()
+        await writer.wait_closed()
+
+    proc, ws_port, tcp_port = start_endpoint()
+    try:
+        asyncio.run(scenario(proc, ws_port, tcp_port))
+        assert proc.stop() == 0  # SIGTERM: a clean stop
+    finally:
+        proc.stop()
+    # one line per good envelope, nothing for the malformed ones, nothing more at the stop
+    assert proc.stdout == [TSL_LINE.format(via="ws"), STATUS_LINE, TSL_LINE.format(via="tcp")]
 
 
 def test_command_jsonl():
-    async def scenario():
-        proc, ws_port, _ = await start_command("--jsonl")
-        try:
-            async with ws_connect(f"ws://127.0.0.1:{ws_port}") as ws:
-                await ws.send(encode_text(TSL))
-                assert json.loads(await proc.stdout.readline()) == {**TSL, "via": "ws"}
-            assert await stop_command(proc) == 0
-        finally:
-            if proc.returncode is None:
-                proc.kill()
-                await proc.wait()
-    asyncio.run(scenario())
+    async def scenario(proc, ws_port):
+        async with ws_connect(f"ws://127.0.0.1:{ws_port}") as ws:
+            await ws.send(encode_text(TSL))
+            [line] = await asyncio.to_thread(proc.wait_lines, 1)
+            assert json.loads(line) == {**TSL, "via": "ws"}
+
+    proc, ws_port, _ = start_endpoint("--jsonl")
+    try:
+        asyncio.run(scenario(proc, ws_port))
+        assert proc.stop() == 0
+    finally:
+        proc.stop()
+    assert len(proc.stdout) == 1
 
 
 def test_command_bad_port_exits_2():
-    result = subprocess.run([str(SENSORNET), "endpoint", "--ws-port", "70000"],
-                                          capture_output=True, text=True, timeout=30)
-    assert result.returncode == 2 and "--ws-port" in result.stderr
+    result = run_sensornet("endpoint", "--ws-port", "70000", timeout=30)
+    assert result.returncode == 2
+    assert "--ws-port" in result.stderr
 
 
 def test_command_port_in_use_exits_1():
@@ -171,7 +159,7 @@ def test_command_port_in_use_exits_1():
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        result = subprocess.run(
-            [str(SENSORNET), "endpoint", "--host", "127.0.0.1", "--ws-port", "0", "--tcp-port", str(port)],
-            capture_output=True, text=True, timeout=30)
-    assert result.returncode == 1 and "cannot listen" in result.stderr and "listening:" not in result.stderr
+        result = run_sensornet("endpoint", "--host", "127.0.0.1", "--ws-port", "0", "--tcp-port", str(port), timeout=30)
+    assert result.returncode == 1
+    assert "cannot listen" in result.stderr
+    assert "listening:" not in result.stderr

@@ -11,21 +11,22 @@ import time
 
 import pytest
 
-from tests.conftest import BRIDGE_PASSWORD, Subscriber, device_config, free_port, wait_until
-from virtual_huzzah.board import AccessPoint
+from tests.helpers import (
+    BRIDGE_PASSWORD,
+    Subscriber,
+    codes_from_dark,
+    device_config,
+    free_port,
+    led_dark_for,
+    wait_code,
+    wait_until,
+)
+from virtual_huzzah.board import FIRMWARE_DIR, AccessPoint
 
 pytestmark = pytest.mark.e2e
 
 CHIP = 0xC0FF01
 CLIENT_ID = "huzzah-01ffc000"  # "huzzah-" + hex of unique_id(): the chip id's 4 bytes, little-endian
-
-
-def wait_code(board, code, timeout=20.0, since=0.0, repeats=2):
-    """Wait until the red LED has blinked `code` `repeats` times in a row (complete groups)."""
-    def seen():
-        codes = board.blink_codes(since)
-        return len(codes) >= repeats and codes[-repeats:] == [code] * repeats and codes
-    return wait_until(seen, timeout, f"LED code {code}; console:\n{board.console_text()[-2000:]}", 0.2)
 
 
 def test_publishes_the_topic_contract(broker, subscriber, make_board):
@@ -42,7 +43,8 @@ def test_publishes_the_topic_contract(broker, subscriber, make_board):
     for p in payloads:
         assert set(p) == {"lux", "broadband", "ir", "gain", "integration_ms", "seq"}
         assert p["lux"] == pytest.approx(400.0, rel=0.02)
-        assert p["integration_ms"] == 402 and p["gain"] == 16
+        assert p["integration_ms"] == 402
+        assert p["gain"] == 16
     assert [p["seq"] for p in payloads] == [1, 2, 3]
 
 
@@ -72,20 +74,75 @@ def test_light_level_changes_and_saturation_reach_the_broker(broker, subscriber,
         return [json.loads(p) for _, p, _, _ in subscriber.on(f"sensors/{CLIENT_ID}/tsl2561")
                 if json.loads(p)["lux"] is None]
     [reading, *_] = wait_until(saturated, 15, "a saturated reading")
-    assert reading["gain"] == 1 and reading["broadband"] == 65535
+    assert reading["gain"] == 1
+    assert reading["broadband"] == 65535
 
 
 def test_led_code_2_while_the_broker_is_unreachable(make_board):
     closed = free_port()
     board = make_board(CHIP, config=device_config(CLIENT_ID, closed))
     wait_code(board, 2, timeout=25)
-    assert "ECONNREFUSED" in board.console_text() or "111" in board.console_text()
+    # what the board's console prints for the refused connection: umqtt's socket connect raises
+    # OSError(ECONNREFUSED), errno 111 on Linux, which MicroPython shows as OSError(111,)
+    assert f"app: broker 127.0.0.1:{closed}: OSError(111,), retry in 1000 ms" in board.console
 
 
 def test_led_code_2_with_a_wrong_broker_password(broker, make_board):
     broker.add_account(CLIENT_ID, "the-right-password")
     board = make_board(CHIP, config=device_config(CLIENT_ID, broker.port, password="a-wrong-password"))
     wait_code(board, 2, timeout=25)
+    # CONNACK return code 5, not authorized: Mosquitto 2.0's answer to a wrong password
+    assert f"app: broker 127.0.0.1:{broker.port}: MQTTException(5,), retry in 1000 ms" in board.console
+
+
+def code_4_and_next(board, since):
+    """codes_from_dark() once it holds a first code other than 4, or 4 and the code after it; else None."""
+    codes = codes_from_dark(board, since)
+    return codes if codes and (codes[0] != 4 or len(codes) >= 2) else None
+
+
+def test_led_code_4_when_the_link_drops_mid_session_then_code_1(broker, subscriber, make_board):
+    """Code 4 is set when the publishing loop (app._serve) raises, and cleared by the next connect.
+
+    When the broker closes the session, the board tries to reconnect at once: refused, it sets
+    code 2, which wins, being lower; accepted, it clears code 4. Either way the LED's task, which
+    looks at the codes at the start of each group, finds no code 4 (test_readings_taken_while_
+    the_broker_is_down_... sees the failed publish on the console, then code 2). When the access
+    point goes away mid-session, _serve raises OSError('wifi down'), code 4 is set, and mqtt_task
+    waits (500 ms) for Wi-Fi: the LED's task, looking every 200 ms while dark, shows a group of 4
+    unless wifi_task (every 500 ms) has set code 1 before it looked; code 1 shows from the next
+    group on. Who looks first depends on where in wifi_task's 500 ms the link drops: each try
+    drops it at another delay after a reading arrives; the LED wins most of them (4 in 5 here).
+    """
+    topic = f"sensors/{CLIENT_ID}/tsl2561"
+    board = make_board(CHIP, broker.port, broker)
+    subscriber.wait_for(topic)
+    for delay_ms in (0, 250, 120, 370, 60, 310, 180, 430):
+        wait_until(lambda: led_dark_for(board, 2.2), 15, "the LED dark for 2.2 s", 0.1)
+        subscriber.wait_for(topic, count=len(subscriber.on(topic)) + 1)  # the board has just published
+        time.sleep(delay_ms / 1000)  # where in the board's cycle the link drops: what each try varies
+        since, start = time.time(), len(board.console)
+        board.set_access_point(None)
+        board.wait_console("app: publish failed: OSError('wifi down',)", 5, start=start)
+        codes = wait_until(lambda since=since: code_4_and_next(board, since), 12,
+                           f"LED codes after the access point went away; console:\n{board.console_text()[-2000:]}",
+                           0.1)
+        if codes[0] == 4:
+            assert codes[1:] == [1] * (len(codes) - 1)
+            break
+        assert set(codes) == {1}  # wifi_task looked first: no group of 4 this time
+        start = len(board.console)
+        board.set_access_point(AccessPoint())
+        board.wait_console("app: connected to", 15, start=start)
+    else:
+        pytest.fail("no LED code 4 in 8 times the access point went away mid-session")
+    # the access point back: connected again, codes 1 and 4 cleared, readings go on
+    seen = len(subscriber.on(topic))
+    start = len(board.console)
+    board.set_access_point(AccessPoint())
+    board.wait_console("app: connected to", 15, start=start)
+    subscriber.wait_for(topic, count=seen + 1)
+    wait_until(lambda: led_dark_for(board, 2.2), 15, "the LED dark again", 0.1)
 
 
 def test_led_code_5_without_a_tsl2561_and_the_other_topics_still_publish(broker, subscriber, make_board):
@@ -99,7 +156,9 @@ def test_led_code_5_without_a_tsl2561_and_the_other_topics_still_publish(broker,
     board.set_tsl2561(0x39)
     subscriber.wait_for(f"sensors/{CLIENT_ID}/tsl2561", timeout=10)
     recovered = time.time()
-    time.sleep(3)
+    # three more readings (publish_interval_s 1: about 3 s) while the LED is watched
+    subscriber.wait_for(f"sensors/{CLIENT_ID}/tsl2561", timeout=10, count=4)
+    assert time.time() > recovered + 2.1
     # a group already begun may finish (5 blinks, 2 s); none starts after that
     assert not [t for t, level in board.pin_timeline(0) if level == 0 and t > recovered + 2.1]
 
@@ -135,7 +194,7 @@ def test_led_code_6_for_an_invalid_config_names_the_key(make_board):
              (json.dumps({"wifi_ssid": "x"}), "key wifi_password"),
              (json.dumps(dict(device_config(CLIENT_ID, 1883), mqtt_port="1883")), "key mqtt_port")]
     boards = [make_board(CHIP + i, config=text) for i, (text, _) in enumerate(cases)]  # side by side
-    for board, (_, message) in zip(boards, cases):
+    for board, (_, message) in zip(boards, cases, strict=True):
         wait_code(board, 6, timeout=30)
         assert message in board.console_text()
         assert board.running  # no crash, no reset loop
@@ -154,8 +213,12 @@ def test_readings_taken_while_the_broker_is_down_arrive_after_it_returns(broker,
     try:
         board = make_board(CHIP, broker.port, broker)
         sub.wait_for(f"sensors/{CLIENT_ID}/tsl2561", count=2)
+        start = len(board.console)
         broker.stop()
         wait_code(board, 2, timeout=30)
+        # the broker closed the session under the board's publishing loop: code 4 was set, then
+        # code 2 by the failed reconnect (see test_led_code_4_...)
+        assert [line for line in board.console[start:] if line.startswith("app: publish failed: OSError(")]
         broker.start()  # same port, same persistence database
         board.wait_console("published sensors", 40, start=len(board.console))
         wait_until(lambda: len(sub.messages) >= 8, 20, "the readings queued on the board")
@@ -167,11 +230,10 @@ def test_readings_taken_while_the_broker_is_down_arrive_after_it_returns(broker,
 
 
 def test_firmware_imports_only_modules_of_the_esp8266_port():
-    from virtual_huzzah import board as paths
     esp8266 = {"gc", "json", "time", "binascii", "machine", "micropython", "network", "asyncio", "uasyncio",
                "umqtt.simple", "os", "sys", "struct", "socket", "errno", "select", "io", "collections"}
-    own = {p.stem for p in paths.FIRMWARE_DIR.glob("*.py")}
-    for path in paths.FIRMWARE_DIR.glob("*.py"):
+    own = {p.stem for p in FIRMWARE_DIR.glob("*.py")}
+    for path in FIRMWARE_DIR.glob("*.py"):
         for name in re.findall(r"^\s*(?:from\s+(\S+)\s+import|import\s+(\S+))", path.read_text(), re.M):
             module = name[0] or name[1]
             assert module in esp8266 | own, f"{path.name} imports {module}"

@@ -1,7 +1,7 @@
 """The firmware's TSL2561 driver, run on the MicroPython VM.
 
 Lux values are checked against numbers worked out by hand from the datasheet's floating point
-formulas (TAOS059, "Calculating Lux"; ../shared/reference/tsl2561.md), and the driver is run
+formulas (TAOS TSL2560/TSL2561 datasheet TAOS059, "Calculating Lux"), and the driver is run
 against the virtual board's TSL2561 model on its I2C bus.
 """
 
@@ -9,12 +9,12 @@ import json
 
 import pytest
 
-from tests import mpvm
+from tests.helpers import run_micropython
 
 
 def firmware_lux(cases):
     """lux() from devices/feather_huzzah/tsl2561.py for each (ch0, ch1, gain, integration_ms, package)."""
-    out = mpvm.run("import json, tsl2561\n"
+    out = run_micropython("import json, tsl2561\n"
                    f"print(json.dumps([tsl2561.lux(*c) for c in {cases!r}]))")
     return json.loads(out)
 
@@ -47,7 +47,7 @@ HAND = [
 
 def test_lux_matches_the_datasheet_formula_worked_by_hand():
     got = firmware_lux([case for case, _ in HAND])
-    for (case, expected), value in zip(HAND, got):
+    for (case, expected), value in zip(HAND, got, strict=True):
         assert value == pytest.approx(expected, rel=2e-4, abs=1e-6), case
 
 
@@ -62,6 +62,8 @@ def hw(lux, address=0x39, ir_ratio=0.3):
             "i2c": {} if address is None else {str(address): {"model": "tsl2561", "id": 0x50}}}
 
 
+# MicroPython code for the VM. Its sleep_ms(s.wait_ms()) is the driver's own wait for an
+# integration to complete, as the firmware's sensor_task does: part of what is tested.
 DRIVER = """
 import json, time, tsl2561
 from machine import I2C, Pin
@@ -79,7 +81,7 @@ print(json.dumps(out))
 
 def driver_readings(tmp_path, lux, gain="auto", integ=402, address=0x39, ir_ratio=0.3):
     code = DRIVER.format(address=address, gain=gain, integ=integ)
-    return json.loads(mpvm.run(code, hw(lux, address, ir_ratio), tmp_path))
+    return json.loads(run_micropython(code, hw(lux, address, ir_ratio), tmp_path))
 
 
 # 402 ms at 1x saturates near 17,000 lux (R = 0.3): 65535 x 16 x 0.018909
@@ -116,14 +118,15 @@ def test_fixed_gain_and_short_integration(tmp_path):
 
 def test_other_address(tmp_path):
     readings = driver_readings(tmp_path, 400.0, address=0x49)
-    assert readings and readings[0]["lux"] == pytest.approx(400.0, rel=0.02)
+    assert readings
+    assert all(r["lux"] == pytest.approx(400.0, rel=0.02) for r in readings)
 
 
 def test_missing_sensor_raises_enodev(tmp_path):
     code = ("import tsl2561\nfrom machine import I2C, Pin\n"
             "s = tsl2561.TSL2561(I2C(scl=Pin(5), sda=Pin(4)))\n"
             "try:\n    s.setup()\nexcept OSError as e:\n    print('errno', e.errno)\n")
-    assert mpvm.run(code, hw(400.0, address=None), tmp_path).split() == ["errno", "19"]
+    assert run_micropython(code, hw(400.0, address=None), tmp_path).split() == ["errno", "19"]
 
 
 def test_reading_before_the_integration_completes_gives_zero_counts(tmp_path):
@@ -131,6 +134,6 @@ def test_reading_before_the_integration_completes_gives_zero_counts(tmp_path):
     code = ("import tsl2561, time\nfrom machine import I2C, Pin\n"
             "s = tsl2561.TSL2561(I2C(scl=Pin(5), sda=Pin(4)))\ns.setup()\nprint(s.read_raw())\n"
             "time.sleep_ms(s.wait_ms())\nprint(s.read_raw())\n")
-    early, late = mpvm.run(code, hw(400.0), tmp_path).splitlines()
+    early, late = run_micropython(code, hw(400.0), tmp_path).splitlines()
     assert early == "(0, 0)"
     assert late != "(0, 0)"
