@@ -2,8 +2,10 @@
 # readings and publish them on the topics of topics.py (the topic contract):
 #   sensors/<client_id>/tsl2561  JSON {"lux", "broadband", "ir", "gain", "integration_ms", "seq"}
 #   sensors/<client_id>/i2c      JSON {"addresses": [57, ...]}, the I2C bus scan, on every connect
+# A changed config.json is applied without a reset: _run() restarts the tasks with it.
 import gc
 import json
+import os
 import time
 
 from machine import I2C, Pin, unique_id
@@ -14,17 +16,21 @@ try:
 except ImportError:  # MicroPython 1.19/1.20
     import uasyncio as asyncio
 
+try:  # early, while the heap is least used: compiling mqtt.py (when not a .mpy) needs room
+    from mqtt import Client
+except Exception as e:  # ImportError: no umqtt.simple (the 1 MB firmware build); MemoryError
+    Client = None
+    print(f"app: import umqtt.simple: {e!r}")
+
 import settings
 import statusled
 import topics
 import tsl2561
 import wifi
 
-_SOCKET_TIMEOUT_S = const(5)  # a dead link raises instead of hanging a publish
 _BACKOFF_MIN_MS = const(1000)
 _BACKOFF_MAX_MS = const(30000)
-_CONFIG_RETRY_MS = const(5000)
-_IMPORT_RETRY_MS = const(30000)
+_CONFIG_CHECK_MS = const(5000)  # config.json: looked at (os.stat) this often, re-read when changed
 _WIFI_RESTART_MS = const(15000)
 
 
@@ -33,15 +39,29 @@ class Node:
 
     The outbox holds (topic, payload) readings (str, str) until the broker has acknowledged
     them (QoS 1 PUBACK), oldest first; at most queue_size, the oldest dropped beyond that.
+    It and seq outlive a change of configuration (configure()).
     """
 
     def __init__(self, cfg):
-        self.cfg = cfg
-        self.client_id = cfg["client_id"] or topics.client_id(unique_id())
+        self.cfg = None
         self.i2c = I2C(scl=Pin(5), sda=Pin(4), freq=100000)
         self.outbox = []
         self.dropped = 0
         self.seq = 0
+        self.configure(cfg)
+
+    def configure(self, cfg):
+        """Take a (new) configuration; the tasks must be restarted to use it."""
+        old = self.cfg
+        cid = cfg["client_id"] or topics.client_id(unique_id())
+        if old:
+            if cid != self.client_id:
+                self.outbox = []  # their topics name the old client id, which the account may not write
+            if (old["wifi_ssid"], old["wifi_password"]) != (cfg["wifi_ssid"], cfg["wifi_password"]):
+                wifi.sta().disconnect()  # wifi_task associates again, with the new access point
+        del self.outbox[:-cfg["queue_size"]]
+        self.cfg = cfg
+        self.client_id = cid
 
     def queue(self, topic, payload):
         if len(self.outbox) >= self.cfg["queue_size"]:
@@ -100,112 +120,110 @@ async def sensor_task(node):
         await asyncio.sleep_ms(max(0, interval_ms - time.ticks_diff(time.ticks_ms(), t0)))
 
 
-def _announce(node, client):
+async def _announce(node, client):
     """After every (re)connect: the MAC, online, and the I2C bus scan. Raises OSError."""
     cid = node.client_id
-    client.publish(topics.connect(cid), wifi.mac(), retain=True, qos=topics.QOS)
-    client.publish(topics.status(cid), topics.ONLINE, retain=True, qos=topics.QOS)
+    await client.publish(topics.connect(cid), wifi.mac(), True, topics.QOS)
+    await client.publish(topics.status(cid), topics.ONLINE, True, topics.QOS)
     try:
         addresses = node.i2c.scan()
     except OSError:
         addresses = []
-    client.publish(topics.sensor(cid, topics.I2C), json.dumps({"addresses": addresses}), qos=topics.QOS)
+    await client.publish(topics.sensor(cid, topics.I2C), json.dumps({"addresses": addresses}), False, topics.QOS)
 
 
 async def _serve(node, client):
-    """Publish the outbox while connected; keep the session alive. Raises OSError on failure."""
-    keepalive_ms = int(node.cfg["mqtt_keepalive_s"] * 500)  # ping at half the keepalive
+    """Publish the outbox while connected; keep the session alive (client.keep(): pings at half
+    the keepalive, OSError when one goes unanswered). Raises OSError on failure."""
     sta = wifi.sta()
-    last_tx = time.ticks_ms()
     while sta.isconnected():
         while node.outbox:
-            topic, payload = node.outbox[0]
-            client.sock.settimeout(_SOCKET_TIMEOUT_S)  # umqtt's wait_msg() clears it
-            client.publish(topic, payload, qos=topics.QOS)  # returns after the PUBACK
-            node.outbox.pop(0)  # at-least-once: removed only once acknowledged
+            reading = node.outbox[0]
+            await client.publish(reading[0], reading[1], False, topics.QOS)  # returns after the PUBACK
+            if node.outbox and node.outbox[0] is reading:  # (sensor_task may have dropped it meanwhile)
+                node.outbox.pop(0)  # at-least-once: removed only once acknowledged
             statusled.clear(statusled.PUBLISH)
-            last_tx = time.ticks_ms()
             gc.collect()
-            print(f"app: published {topic}, heap free {gc.mem_free()}")
-            await asyncio.sleep_ms(0)
-        if time.ticks_diff(time.ticks_ms(), last_tx) > keepalive_ms:
-            client.ping()
-            last_tx = time.ticks_ms()
-        client.check_msg()  # reads PINGRESPs; raises OSError when the broker closed the link
+            print(f"app: published {reading[0]}, heap free {gc.mem_free()}")
+        await client.keep()
         await asyncio.sleep_ms(100)
     raise OSError("wifi down")
 
 
-def _close(client):
-    try:
-        client.sock.close()
-    except Exception:
-        pass
-
-
 async def mqtt_task(node):
     """Connect, announce, publish; on any failure close, back off and reconnect. Codes 2, 3, 4."""
-    while True:
-        try:
-            from umqtt.simple import MQTTClient
-            break
-        except ImportError as e:
-            statusled.set(statusled.IMPORT)
-            print(f"app: import umqtt.simple: {e!r}")
-            await asyncio.sleep_ms(_IMPORT_RETRY_MS)
-    statusled.clear(statusled.IMPORT)
+    if not Client:
+        statusled.set(statusled.IMPORT)  # until the firmware is flashed again
+        return
     cfg = node.cfg
-    client = MQTTClient(node.client_id, cfg["mqtt_host"], cfg["mqtt_port"], cfg["mqtt_user"],
-                        cfg["mqtt_password"], keepalive=int(cfg["mqtt_keepalive_s"]))
+    client = Client(node.client_id, cfg["mqtt_host"], cfg["mqtt_port"], cfg["mqtt_user"],
+                    cfg["mqtt_password"], cfg["mqtt_keepalive_s"], cfg["mqtt_timeout_s"])
     client.set_last_will(topics.status(node.client_id), topics.OFFLINE, retain=True, qos=topics.QOS)
     sta = wifi.sta()
     backoff = _BACKOFF_MIN_MS
-    while True:
-        if not sta.isconnected():
-            await asyncio.sleep_ms(500)
-            continue
-        try:
-            client.connect()  # blocking; refused: OSError, bad credentials: MQTTException
-            client.sock.settimeout(_SOCKET_TIMEOUT_S)
-            _announce(node, client)
-        except Exception as e:
-            _close(client)
-            statusled.set(statusled.BROKER)
-            print(f"app: broker {cfg['mqtt_host']}:{cfg['mqtt_port']}: {e!r}, retry in {backoff} ms")
-            await asyncio.sleep_ms(backoff)
-            backoff = min(backoff * 2, _BACKOFF_MAX_MS)
-            continue
-        statusled.clear(statusled.BROKER)
-        statusled.clear(statusled.PUBLISH)
-        backoff = _BACKOFF_MIN_MS
-        print(f"app: connected to {cfg['mqtt_host']}:{cfg['mqtt_port']} as {node.client_id}")
-        try:
-            await _serve(node, client)
-        except Exception as e:
-            statusled.set(statusled.PUBLISH)
-            print(f"app: publish failed: {e!r}")
-        _close(client)
-
-
-async def _load_config():
-    while True:
-        try:
-            cfg = settings.load()
-            statusled.clear(statusled.CONFIG)
-            return cfg
-        except settings.ConfigError as e:
-            statusled.set(statusled.CONFIG)
-            print(f"app: {e}")
-            await asyncio.sleep_ms(_CONFIG_RETRY_MS)
+    try:
+        while True:
+            if not sta.isconnected():
+                await asyncio.sleep_ms(500)
+                continue
+            try:
+                await client.connect()  # refused: OSError, no answer: OSError(ETIMEDOUT), bad account: MQTTException
+                await _announce(node, client)
+            except Exception as e:
+                client.close()
+                statusled.set(statusled.BROKER)
+                print(f"app: broker {cfg['mqtt_host']}:{cfg['mqtt_port']}: {e!r}, retry in {backoff} ms")
+                await asyncio.sleep_ms(backoff)
+                backoff = min(backoff * 2, _BACKOFF_MAX_MS)
+                continue
+            statusled.clear(statusled.BROKER)
+            statusled.clear(statusled.PUBLISH)
+            backoff = _BACKOFF_MIN_MS
+            print(f"app: connected to {cfg['mqtt_host']}:{cfg['mqtt_port']} as {node.client_id}")
+            try:
+                await _serve(node, client)
+            except Exception as e:
+                statusled.set(statusled.PUBLISH)
+                print(f"app: publish failed: {e!r}")
+            client.close()
+    finally:  # cancelled by a change of config.json
+        client.close(True)
 
 
 async def _run():
+    """Start the tasks with config.json; restart them with it whenever it changes (and is valid)."""
     asyncio.create_task(statusled.run())
-    node = Node(await _load_config())
-    print(f"app: client id {node.client_id}")
-    asyncio.create_task(wifi_task(node))
-    asyncio.create_task(sensor_task(node))
-    await mqtt_task(node)
+    node = None
+    tasks = ()
+    applied = None  # the stamp of the config.json last read without error
+    while True:
+        try:
+            stamp = os.stat(settings.PATH)
+            stamp = stamp[6], stamp[8]  # size, mtime
+        except OSError:
+            stamp = None
+        if stamp is None or stamp != applied:
+            try:
+                cfg = settings.load()
+                statusled.clear(statusled.CONFIG)
+                applied = stamp
+            except settings.ConfigError as e:  # shown until fixed; the running tasks go on
+                cfg = None
+                statusled.set(statusled.CONFIG)
+                print(f"app: {e}" + (" (still running the previous config)" if node else ""))
+            if cfg and (node is None or cfg != node.cfg):
+                for t in tasks:
+                    t.cancel()
+                if node:
+                    print("app: config.json changed: restarting the tasks with it")
+                    node.configure(cfg)
+                else:
+                    node = Node(cfg)
+                print(f"app: client id {node.client_id}")
+                tasks = (asyncio.create_task(wifi_task(node)), asyncio.create_task(sensor_task(node)),
+                         asyncio.create_task(mqtt_task(node)))
+                gc.collect()
+        await asyncio.sleep_ms(_CONFIG_CHECK_MS)
 
 
 def main():
