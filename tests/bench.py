@@ -1,7 +1,9 @@
 """Benchmarks (`make bench`): figures, printed with the machine they ran on. Not a test.
 
-heap   free heap the firmware leaves on a virtual Feather Huzzah after publish cycles, as the
-       firmware itself reports it (gc.mem_free() after gc.collect(), on its console)
+heap   on the 32-bit virtual Feather Huzzah, for the .py deployment (sources compiled on the
+       board) and the .mpy one (`make firmware`): the smallest heap the firmware boots and runs
+       10 publish cycles in, and the free heap at the ESP8266's 38 KB as the firmware itself
+       reports it after each publish (gc.mem_free() after gc.collect(), on its console)
 bridge throughput of broker -> bridge -> endpoint, messages per second
 """
 
@@ -10,8 +12,10 @@ from __future__ import annotations
 import asyncio
 import os
 import platform
+import shutil
 import subprocess
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -19,8 +23,16 @@ import paho.mqtt.client as mqtt
 
 from sensornet.broker import Broker
 from sensornet.endpoint import Endpoint
-from tests.helpers import BRIDGE_PASSWORD, DEVICE_PASSWORD, Sensornet, device_config, free_port, wait_until
-from virtual_huzzah.board import FIRMWARE_HEAP, MICROPYTHON_LIB_DIR, VirtualBoard, find_micropython, model_overhead
+from tests.helpers import BRIDGE_PASSWORD, DEVICE_PASSWORD, Sensornet, device_config, free_port
+from virtual_huzzah.board import (
+    DEPLOY_DIR,
+    ESP8266_HEAP,
+    FIRMWARE_DIR,
+    VirtualBoard,
+    client_id_for,
+    find_micropython,
+    model_overhead,
+)
 
 
 def machine() -> str:
@@ -32,31 +44,70 @@ def machine() -> str:
                 break
     except OSError:
         pass
-    mp = subprocess.run([find_micropython(), "-c", "import sys; print(sys.version)"], capture_output=True,
-                        text=True).stdout.strip()
-    return f"{platform.node()}: {cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, MicroPython {mp}"
+    mp = subprocess.run([find_micropython(), "-c", "import sys; print('%d.%d.%d' % sys.implementation.version[:3], "
+                         "'%d-bit' % (32 if sys.maxsize < 2**32 else 64))"], capture_output=True, text=True).stdout
+    return (f"{platform.node()}: {cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+            f"MicroPython unix port {mp.strip()} (the virtual boards' VM)")
+
+
+DEPLOYMENTS = {".py": FIRMWARE_DIR, ".mpy": DEPLOY_DIR}  # sources compiled on the board / `make firmware`
+
+
+def _run_board(root: Path, port: int, firmware: Path, share: int | None, cycles: int) -> tuple[bool, list[int]]:
+    """Run a board until `cycles` publishes (True) or it fails (False: out of memory, VM exit, 60 s)."""
+    heap = None if share is None else share + model_overhead(find_micropython())
+    board = VirtualBoard(root, 0xC0FF01, config=device_config(client_id_for(0xC0FF01), port),
+                         firmware_dir=firmware, heap_bytes=heap)
+    board.start()
+    try:
+        deadline = time.monotonic() + 60
+        while len(board.heap_free()) < cycles and time.monotonic() < deadline and board.running:
+            if "MemoryError" in board.console_text():
+                break
+            time.sleep(0.2)
+        return len(board.heap_free()) >= cycles and "MemoryError" not in board.console_text(), board.heap_free()
+    finally:
+        board.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _smallest_heap(root: Path, port: int, firmware: Path, cycles: int, step: int = 256) -> int:
+    """The smallest firmware heap share (bytes, a multiple of `step`) it boots and runs `cycles` publishes in."""
+    low, high = 8 * 1024, ESP8266_HEAP  # low fails (checked below), high is the board's heap
+    ok, _ = _run_board(root / "low", port, firmware, low, cycles)
+    if ok:
+        return low
+    while high - low > step:
+        mid = (low + high) // 2 // step * step
+        ok, _ = _run_board(root / f"h{mid}", port, firmware, mid, cycles)
+        low, high = (low, mid) if ok else (mid, high)
+    return high
+
 
 
 def bench_heap(cycles: int = 10) -> None:
-    models, umqtt = model_overhead(find_micropython(), MICROPYTHON_LIB_DIR)
+    overhead = model_overhead(find_micropython())
+    results: dict[str, tuple[int, list[int]]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         port = free_port()
-        with Broker(Path(tmp) / "broker", port=port, bind="127.0.0.1", accounts={"bridge": BRIDGE_PASSWORD}) as broker:
-            board = VirtualBoard(Path(tmp) / "board", 0xC0FF01)
-            board.config = device_config(board.client_id, port)
-            broker.add_account(board.client_id, DEVICE_PASSWORD)
-            board.start()
-            try:
-                wait_until(lambda: len(board.heap_free()) >= cycles, 60, f"{cycles} publish cycles", 0.2)
-            finally:
-                board.stop()
-    free = board.heap_free()
-    print(f"heap: VM heap {board.heap_bytes} B = firmware budget {FIRMWARE_HEAP} B (2 x the ESP8266's 38 KB, "
-          f"64-bit VM) + models {models} B + umqtt.simple {umqtt} B (C and frozen on the board)")
-    print(f"heap: free after {len(free)} publish cycles: min {min(free)} B, last {free[-1]} B; "
-          f"firmware uses {FIRMWARE_HEAP - min(free)} B of its {FIRMWARE_HEAP} B "
-          f"({100 * min(free) / FIRMWARE_HEAP:.0f}% free); "
-          f"on a 32-bit ESP8266 about {min(free) // 2} B of 38 KB would stay free")
+        accounts = {"bridge": BRIDGE_PASSWORD, client_id_for(0xC0FF01): DEVICE_PASSWORD}
+        with Broker(Path(tmp) / "broker", port=port, bind="127.0.0.1", accounts=accounts):
+            def one(name: str, firmware: Path) -> None:
+                root = Path(tmp) / name.strip(".")
+                smallest = _smallest_heap(root, port, firmware, cycles)
+                _, free = _run_board(root / "full", port, firmware, None, cycles)
+                results[name] = (smallest, free)
+            threads = [threading.Thread(target=one, args=item) for item in DEPLOYMENTS.items()]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+    print(f"heap: VM heap = the ESP8266's {ESP8266_HEAP} B + {overhead} B the hardware models keep (C on the board)")
+    for name, (smallest, free) in results.items():
+        low = min(free) if free else 0
+        print(f"heap: {name:5} deployment: boots and runs {cycles} publish cycles in {smallest} B "
+              f"({ESP8266_HEAP - smallest} B of 38 KB to spare); at 38 KB, free after each publish: "
+              f"min {low} B ({100 * low / ESP8266_HEAP:.0f}%), last {free[-1] if free else 0} B")
 
 
 async def _bridge_throughput(n: int = 2000) -> None:

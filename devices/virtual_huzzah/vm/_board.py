@@ -1,27 +1,41 @@
 # Virtual Feather Huzzah: what the board does at power-up before and around our firmware.
 #
-# The esp8266 port has `machine` and `network` in C and umqtt.simple frozen in flash; here they
-# are Python modules on sys.path after the filesystem, loaded first so their heap cost is fixed
-# (the host measures it and adds it to the heap). Then, as the port's pyexec_file does, boot.py
-# and main.py run from the board's filesystem (the current directory) in one __main__ namespace;
-# an exception is printed and the boot goes on, and when main.py ends the VM exits.
-import sys
-
-sys.path[0] = ""  # running a script put its directory first; on the board '' is first
-
+# The esp8266 port has `machine` and `network` in C; here they are models (.mpy, on sys.path
+# after the filesystem and the frozen modules), loaded and used first so that what they keep
+# allocated is fixed: the host measures it (VIRTUAL_HUZZAH_MEASURE set: print "models <bytes>"
+# of gc.mem_alloc() and stop) and adds it to the ESP8266's 38 KB. Then, as the port's
+# pyexec_file does, boot.py and main.py run from the board's filesystem (the current directory)
+# in one __main__ namespace; an exception is printed and the boot goes on; when main.py returns
+# (safe mode) the board idles at its REPL. Run as `micropython -m _board` from the board's filesystem.
 import gc
+import os
+import sys
+import time
 
 import machine
 import network
 
-try:
-    import umqtt.simple
-except ImportError:  # a firmware build without umqtt
-    pass
 
-del machine, network
+def _exercise(machine, network):
+    # What the models allocate once used: pin state, the I2C devices, both WLAN interfaces.
+    p = machine.Pin(0, machine.Pin.OUT, value=1)
+    p(0)
+    p(1)
+    bus = machine.I2C(scl=machine.Pin(5), sda=machine.Pin(4))
+    for a in bus.scan():
+        bus.readfrom_mem(a, 0x8C, 4)
+    for i in (network.STA_IF, network.AP_IF):
+        w = network.WLAN(i)
+        w.status()
+        w.config("mac")
+
+
+_exercise(machine, network)
+del _exercise, machine, network
 gc.collect()
-
+if os.getenv("VIRTUAL_HUZZAH_MEASURE"):
+    print("models", gc.mem_alloc())
+    sys.exit(0)
 
 _globals = {"__name__": "__main__"}
 
@@ -42,3 +56,6 @@ def _pyexec_file(name):
 
 _pyexec_file("boot.py")
 _pyexec_file("main.py")
+print("MicroPython REPL (the virtual board's serial console takes no input)")
+while True:  # the REPL waits for input that never comes; the host powers the board off
+    time.sleep(3600)

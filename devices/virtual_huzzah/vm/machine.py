@@ -3,8 +3,9 @@
 # Runs inside the MicroPython VM, ahead of the built-in unix `machine` on sys.path. Models what
 # the board has: GPIO pins (driven levels are logged with timestamps, so the host sees the LEDs),
 # the software I2C bus on GPIO5/GPIO4 with the devices the host puts on it (a TSL2561 per its
-# datasheet), unique_id(). Behaviour follows MicroPython's esp8266 port docs: an I2C address that
-# does not answer raises OSError(19) (ENODEV); invalid pins raise ValueError.
+# datasheet), unique_id(), reset() and reset_cause(), the watchdog (WDT) and RTC memory.
+# Behaviour follows MicroPython's esp8266 port docs: an I2C address that does not answer
+# raises OSError(19) (ENODEV); invalid pins raise ValueError.
 import sys
 from binascii import unhexlify
 
@@ -28,14 +29,21 @@ class Pin:
         if id not in _PINS:
             raise ValueError("invalid pin")
         self._id = id
+        self._mode = Pin.IN
         self.init(mode, pull, value=value)
 
     def init(self, mode=-1, pull=-1, *, value=None):
+        if mode != -1:
+            self._mode = mode
         if value is not None:
             self.value(value)
 
     def value(self, v=None):
         if v is None:
+            if self._mode == Pin.IN:  # what the outside world holds the pin at (a button), else pulled up
+                level = _vhw.state().get("inputs", {}).get(str(self._id))
+                if level is not None:
+                    return level
             return _levels.get(self._id, 1)
         v = 1 if v else 0
         if _levels.get(self._id) != v:
@@ -195,17 +203,41 @@ SoftI2C = I2C
 
 
 class WDT:
-    def __init__(self, id=0, timeout=None):
-        pass
+    """The esp8266 port's WDT(id=0): no timeout argument. Creating it stops the SDK from feeding
+    the soft watchdog, so the program must feed() it within about 3.2 s or the chip resets
+    (reset_cause() WDT_RESET). The host watches the feeds (hw/wdt) and does the resetting."""
+
+    def __init__(self, id=0):
+        if id != 0:
+            raise ValueError("invalid WDT id")
+        _vhw.wdt_feed(True)
 
     def feed(self):
-        pass
+        _vhw.wdt_feed(False)
+
+
+class RTC:
+    """The RTC's user memory: up to 492 bytes that survive a reset (not a power cycle)."""
+
+    def memory(self, data=None):
+        if data is None:
+            try:
+                with open(_vhw.path("rtc.bin"), "rb") as f:
+                    return f.read()
+            except OSError:
+                return b""
+        if len(data) > 492:
+            raise ValueError("buffer too long")
+        with open(_vhw.path("rtc.bin"), "wb") as f:
+            f.write(data)
+        return None
 
 
 PWRON_RESET = 0
-HARD_RESET = 6
-DEEPSLEEP_RESET = 5
+WDT_RESET = 1
 SOFT_RESET = 4
+DEEPSLEEP_RESET = 5
+HARD_RESET = 6
 
 
 def unique_id():
@@ -218,7 +250,8 @@ def freq(hz=None):
 
 
 def reset_cause():
-    return PWRON_RESET
+    """Why the chip last started: the host records it in state.json at every start."""
+    return _vhw.state().get("reset_cause", PWRON_RESET)
 
 
 def idle():
@@ -227,7 +260,7 @@ def idle():
 
 def reset():
     _vhw.event("reset")
-    sys.exit(100)  # the host powers the board up again
+    sys.exit(100)  # the host starts the board again, reset_cause() SOFT_RESET
 
 
 def soft_reset():
