@@ -3,11 +3,20 @@ subscriber on it, and virtual boards. The helpers they are built from are in tes
 
 from __future__ import annotations
 
+import subprocess
+
 import pytest
 
 from sensornet.broker import Broker
 from tests.helpers import BRIDGE_PASSWORD, DEVICE_PASSWORD, Subscriber, device_config, free_port
-from virtual_huzzah.board import VirtualBoard, client_id_for
+from virtual_huzzah.board import REPO, VirtualBoard, client_id_for
+
+
+@pytest.fixture(scope="session", autouse=True)
+def deployed_firmware():
+    """build/firmware made from the firmware's sources as they are now (what `make firmware` does),
+    so the virtual boards never run a stale build."""
+    subprocess.run([str(REPO / "scripts" / "build-firmware.sh")], check=True, capture_output=True)
 
 
 @pytest.fixture

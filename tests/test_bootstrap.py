@@ -9,7 +9,7 @@ import pytest
 
 from sensornet.broker import Broker
 from tests.helpers import REPO, Subscriber, free_port
-from virtual_huzzah.board import FIRMWARE_DIR, AccessPoint, VirtualBoard
+from virtual_huzzah.board import DEPLOY_DIR, AccessPoint, VirtualBoard
 
 pytestmark = pytest.mark.e2e
 
@@ -32,8 +32,10 @@ def test_provisioned_config_and_account_bring_a_board_online(tmp_path):
     assert "client id huzzah-01ffc000" in out
     assert "erase_flash" in out
     assert "write_flash" in out
-    for f in FIRMWARE_DIR.glob("*.py"):
-        assert f"cp {FIRMWARE_DIR.relative_to(REPO) / f.name} /pyboard/" in out
+    deployed = sorted(f.name for f in DEPLOY_DIR.iterdir())  # the .mpy deployment: `make firmware`
+    assert [n for n in deployed if n.endswith(".py")] == ["boot.py", "main.py"]
+    for name in deployed:
+        assert f"cp build/firmware/{name} /pyboard/" in out
     cfg = json.loads(config.read_text())
     assert cfg["mqtt_user"] == "huzzah-01ffc000"
     assert cfg["client_id"] is None

@@ -66,7 +66,7 @@ def test_supervise_powers_a_reset_board_up_again(tmp_path, capsys):
     assert board.console == ["main: first boot, machine.reset()", "main: booted again"]
     assert (board.fs / "reset-once").exists()
     assert capsys.readouterr().err == (f"sensornet sim: {CLIENT_ID} reset itself (machine.reset()); "
-                                       "powering it up again\n")
+                                       "it starts again\n")
     assert RESET_EXIT_STATUS == 100  # what vm/machine.py's reset() exits with
 
 
