@@ -19,9 +19,8 @@ import time
 
 import pytest
 
-from tests.helpers import device_config, run_micropython, wait_until
-from virtual_huzzah import leds
-from virtual_huzzah.board import AccessPoint
+from tests.helpers import codes_from_dark, device_config, led_dark_for, run_micropython, wait_code, wait_until
+from virtual_huzzah.board import SOFT_RESET, AccessPoint
 
 pytestmark = pytest.mark.e2e
 
@@ -31,14 +30,6 @@ PINGREQ, PUBLISH, CONNECT = 0xC0, 0x30, 0x10
 
 
 # ---- the LED ----
-
-def wait_code(board, code, timeout=20.0, since=0.0, repeats=2):
-    """Wait until the red LED has blinked `code` `repeats` times in a row (complete groups)."""
-    def seen():
-        codes = board.blink_codes(since)
-        return len(codes) >= repeats and codes[-repeats:] == [code] * repeats and codes
-    return wait_until(seen, timeout, f"LED code {code}; console:\n{board.console_text()[-2000:]}", 0.2)
-
 
 def lit(board, since=0.0):
     """The red LED's lit intervals (on, off) in unix time (s) after `since`, oldest first."""
@@ -54,14 +45,6 @@ def lit(board, since=0.0):
     return out
 
 
-def codes_after_dark(board, since):
-    """The codes blinked after `since` when the LED was dark before it: the first group counts
-    too (blink_codes() needs a gap seen before a group; here one is put in before `since`)."""
-    lead = [(since - leds.GAP_MIN_S - 0.2, 0), (since - leds.GAP_MIN_S - 0.1, 1)]
-    timeline = [(t, level) for t, level in board.pin_timeline(0) if t >= since]
-    return leds.decode_blink_codes(lead + timeline, active_low=True)
-
-
 def assert_led_kept_its_rhythm(board, since, until):
     """Between `since` and `until` the LED blinked a code without a hitch: every blink about
     200 ms and never longer dark than the 1.8 s between two groups (plus scheduling slack), so
@@ -72,11 +55,6 @@ def assert_led_kept_its_rhythm(board, since, until):
     assert until - pulses[-1][1] < 2.2, pulses
     assert max(off - on for on, off in pulses) < 0.3, pulses
     assert max((b[0] - a[1] for a, b in itertools.pairwise(pulses)), default=0) < 2.2, pulses
-
-
-def led_dark_for(board, seconds):
-    timeline = board.pin_timeline(0)
-    return not timeline or (timeline[-1][1] == 1 and time.time() - timeline[-1][0] >= seconds)
 
 
 # ---- brokers that misbehave, on 127.0.0.1 ----
@@ -270,6 +248,30 @@ def test_a_broker_that_accepts_tcp_but_never_answers_does_not_stall_the_board(si
     wait_code(board, 1, since=since, timeout=15)
     board.set_access_point(AccessPoint())
     wait_code(board, 2, since=time.time(), timeout=30)
+    assert board.resets == []  # the event loop fed the watchdog all along
+
+
+def test_a_board_without_its_broker_for_mqtt_lost_reset_s_resets_itself(silent_broker, make_board):
+    board = make_board(CHIP, config=device_config(CLIENT_ID, silent_broker.port, mqtt_timeout_s=2,
+                                                  mqtt_lost_reset_s=8))
+    wait_until((board.hw / "wdt").exists, 10, "the firmware starting the watchdog (machine.WDT)")
+    wait_until(lambda: board.resets, 30, "the board resetting itself")
+    [(at, cause)] = board.resets[:1]
+    assert cause == SOFT_RESET  # machine.reset(), not a starved watchdog
+    assert "app: no broker for 8 s: machine.reset()" in board.console_text()
+    wait_until(lambda: board.console_text().count("app: client id") == 2, 10, "the board booting again")
+
+
+def test_a_boot_that_lasts_60_s_clears_the_boot_loop_counter(silent_broker, make_board):
+    # The thing under test takes a minute: safe mode's counter (RTC memory: 0x5A, boots that did not
+    # last 60 s) counts this boot until it has lasted 60 s, then the firmware clears it.
+    board = make_board(CHIP, config=device_config(CLIENT_ID, silent_broker.port))
+    rtc = board.hw / "rtc.bin"
+    wait_until(lambda: rtc.exists() and rtc.read_bytes() == b"\x5a\x01", 10, "this boot counted")
+    began = time.time()
+    wait_until(lambda: rtc.read_bytes() == b"\x5a\x00", 75, "the counter cleared", interval=0.5)
+    assert time.time() - began > 55
+    assert board.resets == []
     assert board.running
 
 
@@ -310,7 +312,7 @@ def test_a_silent_link_is_noticed_within_one_and_a_half_keepalives(broker, subsc
     assert first_lit - dropped <= 1.5 * keepalive + 0.5  # + the LED task's 200 ms look and VM slack
     # reconnecting through the silent proxy: no CONNACK in mqtt_timeout_s, so code 2 follows 4
     board.wait_console(f"app: broker 127.0.0.1:{proxy.port}: OSError(110,)", 10, start=start)
-    codes = wait_until(lambda: len(c := codes_after_dark(board, dropped)) >= 2 and c, 15, "two LED codes")
+    codes = wait_until(lambda: len(c := codes_from_dark(board, dropped)) >= 2 and c, 15, "two LED codes")
     assert codes[0] == 4, codes
     assert set(codes[1:]) == {2}, codes
     # the link back: the board reconnects through the proxy; readings flow again

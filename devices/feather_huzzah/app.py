@@ -8,7 +8,7 @@ import json
 import os
 import time
 
-from machine import I2C, Pin, unique_id
+from machine import I2C, WDT, Pin, reset, unique_id
 from micropython import const
 
 try:
@@ -22,6 +22,7 @@ except Exception as e:  # ImportError: no umqtt.simple (the 1 MB firmware build)
     Client = None
     print(f"app: import umqtt.simple: {e!r}")
 
+import safemode
 import settings
 import statusled
 import topics
@@ -32,6 +33,8 @@ _BACKOFF_MIN_MS = const(1000)
 _BACKOFF_MAX_MS = const(30000)
 _CONFIG_CHECK_MS = const(5000)  # config.json: looked at (os.stat) this often, re-read when changed
 _WIFI_RESTART_MS = const(15000)
+_WDT_FEED_MS = const(500)  # the ESP8266's watchdog resets the chip after about 3.2 s unfed
+_node = None  # the Node, once config.json has been read
 
 
 class Node:
@@ -48,6 +51,7 @@ class Node:
         self.outbox = []
         self.dropped = 0
         self.seq = 0
+        self.broker_seen = time.ticks_ms()  # when the broker last answered (or the node began)
         self.configure(cfg)
 
     def configure(self, cfg):
@@ -143,9 +147,12 @@ async def _serve(node, client):
             if node.outbox and node.outbox[0] is reading:  # (sensor_task may have dropped it meanwhile)
                 node.outbox.pop(0)  # at-least-once: removed only once acknowledged
             statusled.clear(statusled.PUBLISH)
+            node.broker_seen = time.ticks_ms()
             gc.collect()
             print(f"app: published {reading[0]}, heap free {gc.mem_free()}")
         await client.keep()
+        if client.pinged is None:  # no ping waiting for its answer: the link is alive
+            node.broker_seen = time.ticks_ms()
         await asyncio.sleep_ms(100)
     raise OSError("wifi down")
 
@@ -178,6 +185,7 @@ async def mqtt_task(node):
                 continue
             statusled.clear(statusled.BROKER)
             statusled.clear(statusled.PUBLISH)
+            node.broker_seen = time.ticks_ms()
             backoff = _BACKOFF_MIN_MS
             print(f"app: connected to {cfg['mqtt_host']}:{cfg['mqtt_port']} as {node.client_id}")
             try:
@@ -190,9 +198,34 @@ async def mqtt_task(node):
         client.close(True)
 
 
+async def watchdog_task():
+    """Feed the ESP8266's watchdog while the event loop runs: a loop stuck for about 3.2 s resets
+    the chip (reset_cause() WDT_RESET). Once this boot has lasted safemode.STABLE_MS, clear the
+    boot-loop counter. After mqtt_lost_reset_s without an answer from the broker, reset: the last
+    resort after the MQTT task's own reconnects (a DNS change, a wedged network stack)."""
+    wdt = WDT()
+    began = time.ticks_ms()
+    stable = False
+    while True:
+        wdt.feed()
+        now = time.ticks_ms()
+        if not stable and time.ticks_diff(now, began) >= safemode.STABLE_MS:
+            safemode.stable()
+            stable = True
+        node = _node
+        if node and node.cfg["mqtt_lost_reset_s"]:
+            lost = time.ticks_diff(now, node.broker_seen)
+            if lost > node.cfg["mqtt_lost_reset_s"] * 1000:
+                print(f"app: no broker for {lost // 1000} s: machine.reset()")
+                reset()
+        await asyncio.sleep_ms(_WDT_FEED_MS)
+
+
 async def _run():
     """Start the tasks with config.json; restart them with it whenever it changes (and is valid)."""
+    global _node
     asyncio.create_task(statusled.run())
+    asyncio.create_task(watchdog_task())
     node = None
     tasks = ()
     applied = None  # the stamp of the config.json last read without error
@@ -218,7 +251,7 @@ async def _run():
                     print("app: config.json changed: restarting the tasks with it")
                     node.configure(cfg)
                 else:
-                    node = Node(cfg)
+                    node = _node = Node(cfg)
                 print(f"app: client id {node.client_id}")
                 tasks = (asyncio.create_task(wifi_task(node)), asyncio.create_task(sensor_task(node)),
                          asyncio.create_task(mqtt_task(node)))

@@ -50,6 +50,7 @@ class Client(MQTTClient):
         self.poller = select.poll()
         self.sent = 0  # ticks_ms when a packet last went out
         self.pinged = None  # ticks_ms of the PINGREQ not answered yet
+        self.addr = None  # the broker's address, once resolved
 
     def close(self, disconnect=False):
         """Close the connection (with disconnect: say so to the broker first, best effort)."""
@@ -131,7 +132,8 @@ class Client(MQTTClient):
         On failure the socket is closed, then the exception raised."""
         self.close()
         deadline = time.ticks_add(time.ticks_ms(), self.timeout_ms)
-        addr = socket.getaddrinfo(self.server, self.port)[0][-1]  # a name blocks; an IP does not
+        if self.addr is None:  # resolved once per Client: a name blocks (DNS), an IP does not
+            self.addr = socket.getaddrinfo(self.server, self.port)[0][-1]
         o = self.out
         o[:] = _HEAD
         o.extend(b"\0\x04MQTT\x04")  # the bytes umqtt.simple's connect() sends
@@ -154,7 +156,7 @@ class Client(MQTTClient):
         try:
             self.sock.setblocking(False)
             try:
-                self.sock.connect(addr)
+                self.sock.connect(self.addr)
             except OSError as e:
                 if e.errno != errno.EINPROGRESS:
                     raise
