@@ -102,7 +102,7 @@ def test_safe_mode_when_the_user_button_is_held(broker, subscriber, make_board):
     time.sleep(3)  # the thing under test: nothing is started for a while
     assert [level for _, level in board.pin_timeline(0)] == []  # the red LED never blinks
     assert subscriber.on(f"connect/{board.client_id}") == []
-    assert not [e for e in board.events() if e[1] == "wlan" and e[2][1:2] == ["connect"]]
+    assert not [e for e in board.events() if e[1] == "wlan" and e[2][1:2] == ["connect"]]  # no Wi-Fi either
 
 
 def test_safe_mode_after_five_boots_in_a_row_that_reset_early(broker, subscriber, make_board):

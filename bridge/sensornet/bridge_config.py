@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from .envelope import DEFAULT_MAX_PAYLOAD_BYTES
+from .envelope import DEFAULT_MAX_PAYLOAD_BYTES, SUBSCRIPTIONS
 
 PASSWORD_ENV = "SENSORNET_BRIDGE_PASSWORD"
 CREDENTIAL_NAME = "mqtt-password"
@@ -167,7 +167,7 @@ def _check_range(value: int, low: int, high: int | None, where: str) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sensornet bridge",
-        description="Forward device messages from the MQTT broker (connect/+, status/+, sensors/+/+, QoS 1, "
+        description=f"Forward device messages from the MQTT broker ({', '.join(SUBSCRIPTIONS)}, QoS 1, "
                     "persistent session) to WebSocket and TCP endpoints as JSON envelopes.",
         epilog=f"Password precedence: --password-file, ${PASSWORD_ENV}, [mqtt] password_file / password, "
                f"$CREDENTIALS_DIRECTORY/{CREDENTIAL_NAME}. See bridge/bridge.example.toml.")

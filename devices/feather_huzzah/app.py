@@ -6,6 +6,7 @@
 import gc
 import json
 import os
+import sys
 import time
 
 from machine import I2C, WDT, Pin, reset, unique_id
@@ -22,8 +23,6 @@ except Exception as e:  # ImportError: no umqtt.simple (the 1 MB firmware build)
     Client = None
     print(f"app: import umqtt.simple: {e!r}")
 
-import safemode
-import settings
 import statusled
 import topics
 import tsl2561
@@ -33,8 +32,26 @@ _BACKOFF_MIN_MS = const(1000)
 _BACKOFF_MAX_MS = const(30000)
 _CONFIG_CHECK_MS = const(5000)  # config.json: looked at (os.stat) this often, re-read when changed
 _WIFI_RESTART_MS = const(15000)
+_STABLE_MS = const(60000)  # safemode.py: a boot that lasts this long is no boot loop
 _WDT_FEED_MS = const(500)  # the ESP8266's watchdog resets the chip after about 3.2 s unfed
+_CONFIG = "config.json"  # settings.PATH (settings.py is loaded only while it reads the file)
 _node = None  # the Node, once config.json has been read
+
+
+def _load(name):
+    # A module needed only now and then (settings, safemode): imported for the call, then dropped
+    # from sys.modules, so its code does not hold heap in between.
+    __import__(name)
+    return sys.modules.pop(name)
+
+
+def _read_config():
+    """config.json, checked: (dict, None), or (None, the message naming the key and the fix)."""
+    settings = _load("settings")
+    try:
+        return settings.load(_CONFIG), None
+    except settings.ConfigError as e:
+        return None, str(e)
 
 
 class Node:
@@ -200,7 +217,7 @@ async def mqtt_task(node):
 
 async def watchdog_task():
     """Feed the ESP8266's watchdog while the event loop runs: a loop stuck for about 3.2 s resets
-    the chip (reset_cause() WDT_RESET). Once this boot has lasted safemode.STABLE_MS, clear the
+    the chip (reset_cause() WDT_RESET). Once this boot has lasted _STABLE_MS, clear safe mode's
     boot-loop counter. After mqtt_lost_reset_s without an answer from the broker, reset: the last
     resort after the MQTT task's own reconnects (a DNS change, a wedged network stack)."""
     wdt = WDT()
@@ -209,8 +226,8 @@ async def watchdog_task():
     while True:
         wdt.feed()
         now = time.ticks_ms()
-        if not stable and time.ticks_diff(now, began) >= safemode.STABLE_MS:
-            safemode.stable()
+        if not stable and time.ticks_diff(now, began) >= _STABLE_MS:
+            _load("safemode").stable()
             stable = True
         node = _node
         if node and node.cfg["mqtt_lost_reset_s"]:
@@ -231,19 +248,18 @@ async def _run():
     applied = None  # the stamp of the config.json last read without error
     while True:
         try:
-            stamp = os.stat(settings.PATH)
+            stamp = os.stat(_CONFIG)
             stamp = stamp[6], stamp[8]  # size, mtime
         except OSError:
             stamp = None
         if stamp is None or stamp != applied:
-            try:
-                cfg = settings.load()
+            cfg, error = _read_config()
+            if cfg:
                 statusled.clear(statusled.CONFIG)
                 applied = stamp
-            except settings.ConfigError as e:  # shown until fixed; the running tasks go on
-                cfg = None
+            else:  # shown until fixed; the running tasks go on
                 statusled.set(statusled.CONFIG)
-                print(f"app: {e}" + (" (still running the previous config)" if node else ""))
+                print(f"app: {error}" + (" (still running the previous config)" if node else ""))
             if cfg and (node is None or cfg != node.cfg):
                 for t in tasks:
                     t.cancel()
