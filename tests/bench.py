@@ -24,15 +24,8 @@ import paho.mqtt.client as mqtt
 from sensornet.broker import Broker
 from sensornet.endpoint import Endpoint
 from tests.helpers import BRIDGE_PASSWORD, DEVICE_PASSWORD, Sensornet, device_config, free_port
-from virtual_huzzah.board import (
-    DEPLOY_DIR,
-    ESP8266_HEAP,
-    FIRMWARE_DIR,
-    VirtualBoard,
-    client_id_for,
-    find_micropython,
-    model_overhead,
-)
+from virtual_huzzah.board import DEPLOY_DIR, FIRMWARE_DIR, VirtualBoard, client_id_for
+from virtual_huzzah.runtime import ESP8266_HEAP, find_micropython, model_overhead
 
 
 def machine() -> str:

@@ -9,7 +9,8 @@ import pytest
 
 from sensornet.broker import Broker
 from tests.helpers import BRIDGE_PASSWORD, DEVICE_PASSWORD, Subscriber, device_config, free_port
-from virtual_huzzah.board import REPO, VirtualBoard, client_id_for
+from virtual_huzzah.board import VirtualBoard, client_id_for
+from virtual_huzzah.runtime import REPO
 
 
 @pytest.fixture(scope="session", autouse=True)

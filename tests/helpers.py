@@ -26,7 +26,8 @@ import paho.mqtt.client as mqtt
 import childproc
 from sensornet.broker import free_port, wait_for_port
 from virtual_huzzah import leds
-from virtual_huzzah.board import FIRMWARE_DIR, MICROPYTHON_LIB_DIR, VM_DIR, AccessPoint, VirtualBoard, find_micropython
+from virtual_huzzah.board import FIRMWARE_DIR, AccessPoint, VirtualBoard
+from virtual_huzzah.runtime import MICROPYTHON_LIB_DIR, VM_DIR, find_micropython
 
 __all__ = [
     "BRIDGE_PASSWORD", "DEVICE_PASSWORD", "REPO", "SENSORNET", "Sensornet", "Subscriber", "codes_from_dark",

@@ -11,18 +11,8 @@ import time
 import pytest
 
 from tests.helpers import wait_until
-from virtual_huzzah.board import (
-    DEPLOY_DIR,
-    ESP8266_HEAP,
-    HARD_RESET,
-    SOFT_RESET,
-    WDT_RESET,
-    AccessPoint,
-    VirtualBoard,
-    find_micropython,
-    model_overhead,
-    vm_facts,
-)
+from virtual_huzzah.board import DEPLOY_DIR, HARD_RESET, SOFT_RESET, WDT_RESET, AccessPoint, VirtualBoard
+from virtual_huzzah.runtime import ESP8266_HEAP, find_micropython, model_overhead, vm_facts
 
 pytestmark = pytest.mark.e2e
 
