@@ -3,7 +3,8 @@ a publisher with a device's account (for the BME280 and health topics today's fi
 publish yet), and the page in a real headless browser: Debian's chromium driven by playwright.
 
 The screenshot of the page with three boards is kept in .cache/artifacts/dashboard.png
-(git-ignored), and the one with health figures in .cache/artifacts/dashboard-health.png.
+(git-ignored), the one with health figures in .cache/artifacts/dashboard-health.png and the demo's
+(`make demo`) in .cache/artifacts/dashboard-demo.png.
 """
 
 from __future__ import annotations
@@ -11,13 +12,14 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import time
 
 import pytest
 
 from sensornet.dashboard_store import Store
 from tests.dashboard_helpers import Dashboard, Publisher
-from tests.helpers import DEVICE_PASSWORD, REPO, run_sensornet, wait_until
+from tests.helpers import DEVICE_PASSWORD, REPO, Sensornet, run_sensornet, wait_until
 
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = REPO / ".cache" / "artifacts"
@@ -191,3 +193,26 @@ def test_retention_prunes_old_readings_and_history_averages_into_buckets(tmp_pat
     assert store.devices()[0]["sensors"] == {"tsl2561": ["ir", "lux"]}
     store.close()
     assert json.loads(json.dumps(Store(tmp_path / "h.sqlite3").devices()))[0]["client_id"] == "huzzah-01"  # on disk
+
+
+@pytest.mark.e2e
+def test_make_demo_prints_the_dashboard_url_and_the_page_shows_three_boards_moving(tmp_path, page):
+    demo = Sensornet("demo", "--duration", "25", "--interval", "1", "--state-dir", str(tmp_path / "demo"))
+    try:
+        line = demo.wait_line("sensornet demo: dashboard http://", "stdout", 60)
+        url = line.split()[-1]
+        assert re.fullmatch(r"http://127\.0\.0\.1:\d+/", url), line
+        page.goto(url)
+        ids = [f"huzzah-0{i}ffc000" for i in (1, 2, 3)]
+        for cid in ids:
+            card(page, cid).locator(".status.online").wait_for(timeout=30000)
+            card(page, cid).locator('.readings dd[data-quantity="lux"]').wait_for(timeout=20000)
+        first = {cid: reading_text(page, cid, "lux") for cid in ids}
+        for cid in ids:  # the demo lets each board's light drift: the readings move
+            wait_until(lambda cid=cid: reading_text(page, cid, "lux") != first[cid], 20, f"{cid}'s lux changing")
+        page.locator('.chart[data-quantity="lux"]').wait_for(timeout=5000)
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "dashboard-demo.png"), full_page=True)
+        assert demo.wait(60) == 0, "\n".join(demo.stderr[-20:])
+    finally:
+        demo.stop()
