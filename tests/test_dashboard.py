@@ -105,7 +105,10 @@ def test_health_bme280_history_and_csv_in_the_browser(broker, dashboard, page):
         for i, t in enumerate((21.5, 22.0, 22.5)):
             device.publish(f"sensors/{PUBLISHER}/bme280",
                            {"temperature_c": t, "humidity_pct": 40.0 + i, "pressure_hpa": 1013.2, "seq": i + 1})
-        device.publish(f"sensors/{PUBLISHER}/bme280", b"not json")  # counted and logged, the rest go on
+        # counted and logged, never a crash; the good neighbours go on arriving
+        device.publish(f"sensors/{PUBLISHER}/bme280", b"not json")
+        device.publish(f"sensors/{PUBLISHER}/bme280", b"\xff\xfe")
+        device.publish(f"sensors/{PUBLISHER}/bme280", b'{"temperature_c": NaN, "seq": 9}')  # no quantity in it
         device.publish(f"sensors/{PUBLISHER}/system",
                        {"uptime_s": 3600, "heap_free": 17312, "rssi_dbm": -61, "reset_cause": "wdt",
                         "version": "0.2.0", "dropped": 0, "wifi_reconnects": 1, "mqtt_reconnects": 2, "fault": 5})
@@ -143,6 +146,7 @@ def test_health_bme280_history_and_csv_in_the_browser(broker, dashboard, page):
     assert temps[0]["received_at"].endswith("Z")
     assert temps[0]["sensor"] == "bme280"
     assert any("bad_json" in line for line in dashboard.process.stderr)
+    assert any("not_utf8" in line for line in dashboard.process.stderr)
 
 
 def test_a_token_guards_the_data_and_the_websocket(broker, tmp_path):

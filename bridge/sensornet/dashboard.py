@@ -179,8 +179,9 @@ class Dashboard:
             self.store.update_device(client_id, health=reading)
         if values:
             self.store.add_reading(client_id, sensor, values, now, ts)
-            self.on_event({"type": "reading", "client_id": client_id, "sensor": sensor, "t": now,
-                           "values": {k: reading.get(k) for k in reading if k not in ("seq", "ts")}})
+            shown = {k: values.get(k) for k, v in reading.items()
+                     if k in values or (v is None and k not in ("seq", "ts"))}  # numbers, and null (lux saturated)
+            self.on_event({"type": "reading", "client_id": client_id, "sensor": sensor, "t": now, "values": shown})
         else:
             self.store.update_device(client_id, last_seen=now)
         if set(values) - set(before) or (sensor == HEALTH and "version" in reading):
