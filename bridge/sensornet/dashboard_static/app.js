@@ -183,7 +183,8 @@ function drawChart(quantity) {
   } else {
     chart.plot.setData(data);
   }
-  chart.el.dataset.points = String(data[0].length);
+  // the points the chart holds, over all its series (two readings in one millisecond share an x)
+  chart.el.dataset.points = String(ids.reduce((n, id) => n + perDevice.get(id).length, 0));
 }
 
 function addPoint(quantity, clientId, t, v) {
