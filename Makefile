@@ -36,7 +36,7 @@ step = mkdir -p .cache; echo "setup: $(1)"; \
 .PHONY: help setup test check demo bench firmware clean mosquitto chromium
 
 help:
-	@echo "make demo [DURATION=30]   broker + three virtual Feather Huzzahs + bridge + endpoint"
+	@echo "make demo [DURATION=30]   broker + three virtual Feather Huzzahs + bridge + endpoint + dashboard (its URL printed)"
 	@echo "make test                 the test suite (pytest) on real parts"
 	@echo "make check                ruff (lint) and mypy (types)"
 	@echo "make bench                benchmarks: firmware heap use on the virtual board, bridge throughput"

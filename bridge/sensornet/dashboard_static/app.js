@@ -176,7 +176,7 @@ function drawChart(quantity) {
       width: Math.max(320, el.clientWidth - 16), height: 220,
       scales: { x: { time: true } },
       series: [{}, ...ids.map((id, i) => ({ label: id, stroke: COLORS[i % COLORS.length], width: 2, spanGaps: true }))],
-      axes: [{}, { label: state.meta[quantity] ? state.meta[quantity].unit || "" : "" }],
+      axes: [{}, { label: state.meta[quantity] ? state.meta[quantity].unit || "" : "", size: 70 }],
     };
     chart = { plot: new uPlot(opts, data, el), ids, el };
     state.charts.set(quantity, chart);
