@@ -16,8 +16,11 @@ import re
 import time
 
 import pytest
+from websockets.exceptions import InvalidStatus
+from websockets.sync.client import connect
 
 from sensornet.dashboard_store import Store
+from sensornet.dashboard_web import QUANTITY_NAMES
 from tests.dashboard_helpers import Dashboard, Publisher
 from tests.helpers import DEVICE_PASSWORD, REPO, Sensornet, run_sensornet, wait_until
 
@@ -165,6 +168,17 @@ def test_a_token_guards_the_data_and_the_websocket(broker, tmp_path):
         assert d.get("vendor/uPlot.iife.min.js")[0] == 200  # served from the install, never a CDN
     finally:
         assert d.stop() == 0
+
+
+def test_without_a_token_only_loopback_names_and_the_pages_own_origin_get_in(dashboard):
+    assert dashboard.get("api/devices")[0] == 200
+    assert dashboard.get("api/devices", {"Host": "evil.example:80"})[0] == 403  # DNS rebinding
+    ws_url = dashboard.url.replace("http://", "ws://") + "ws"
+    with pytest.raises(InvalidStatus) as refused:
+        connect(ws_url, origin="http://evil.example", open_timeout=10)
+    assert refused.value.response.status_code == 403
+    with connect(ws_url, origin=dashboard.url.rstrip("/"), open_timeout=10) as ws:  # the page's own origin
+        assert json.loads(ws.recv(10)) == {"type": "devices", "devices": [], "quantities": QUANTITY_NAMES}
 
 
 @pytest.mark.parametrize(("flags", "env", "named"), [

@@ -17,6 +17,8 @@ WebSocket handshake on /ws goes on):
                                  event of sensornet.dashboard.Dashboard as a JSON text frame
 
 With a token, /api/* and /ws need it (?token=... or `Authorization: Bearer ...`): 403 without.
+Without one (loopback), a request whose Host is not a loopback name or address gets 403 (no DNS
+rebinding), and /ws refuses an Origin other than the page's own (another site's script).
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from . import paths
-from .dashboard import HEALTH, device_view
+from .dashboard import HEALTH, device_view, is_loopback
 from .dashboard_store import Store
 from .discovery import QUANTITIES
 
@@ -117,6 +119,13 @@ class WebServer:
         url = urlsplit(request.path)
         query = parse_qs(url.query)
         path = url.path
+        if self.token is None and not is_loopback(urlsplit("//" + request.headers.get("Host", "")).hostname or ""):
+            # without a token only loopback names reach the page: no DNS rebinding to it
+            return connection.respond(HTTPStatus.FORBIDDEN, "open the page as http://127.0.0.1:PORT/\n")
+        origin = request.headers.get("Origin")
+        if path == "/ws" and origin and urlsplit(origin).netloc != request.headers.get("Host"):
+            # another site's page in the same browser may not read the live readings
+            return connection.respond(HTTPStatus.FORBIDDEN, "cross-origin WebSocket refused\n")
         if path.startswith(("/api/", "/ws")) and not self._authorised(request, query):
             return connection.respond(HTTPStatus.FORBIDDEN, "a token is required: open the page as /?token=TOKEN\n")
         if path == "/ws":
