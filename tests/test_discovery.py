@@ -163,6 +163,7 @@ def test_retained_configs_match_the_documentation_field_by_field_and_go_with_the
         device.publish(f"connect/{CID}", b"", retain=True)
         wait_until(lambda: {t for t, (p, _) in configs_of(ha.messages[count:]).items() if p == b""} == expected_topics,
                    10, "an empty retained message on every config topic")
+        device.publish(f"status/{CID}", b"", retain=True)  # and its retained status: no card comes back
         ha.close()
         wait_until(lambda: dashboard.json("api/devices") == [], 5, "the device's card gone")
         fresh = home_assistant()
@@ -170,6 +171,7 @@ def test_retained_configs_match_the_documentation_field_by_field_and_go_with_the
         fresh.client.publish("homeassistant/status", "offline", qos=1).wait_for_publish(10)
         wait_until(lambda: fresh.on("homeassistant/status"), 10, "the marker")
         assert configs_of(fresh.messages) == {}
+        assert dashboard.json("api/devices") == []  # the cleared status did not bring the card back
     finally:
         device.close()
         assert dashboard.stop() == 0

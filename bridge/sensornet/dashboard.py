@@ -35,6 +35,7 @@ import re
 import signal
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -93,12 +94,12 @@ class Dashboard:
     or "forget" ({"client_id"}). rejected: Counter of dropped messages by reason.
     """
 
-    def __init__(self, store: Store, client: mqtt.Client, on_event: Any = None,
+    def __init__(self, store: Store, client: mqtt.Client, on_event: Callable[[dict[str, Any]], None] | None = None,
                  prefix: str = discovery.PREFIX):
         self.store = store
         self.client = client
         self.prefix = prefix
-        self.on_event = on_event or (lambda event: None)
+        self.on_event: Callable[[dict[str, Any]], None] = on_event or (lambda event: None)
         self.rejected: collections.Counter[str] = collections.Counter()
         self.subscribed = False
 
@@ -146,6 +147,8 @@ class Dashboard:
         if len(levels) == 2 and levels[0] == topics.CONNECT:
             return self._connect(levels[1], text)
         if len(levels) == 2 and levels[0] == topics.STATUS:
+            if not text and self.store.device(levels[1]) is None:
+                return None  # a removed device's retained status cleared too
             self.store.update_device(levels[1], status=text or None)
             return self._device_changed(levels[1])
         if len(levels) == 3 and levels[0] == topics.STATUS and levels[2] == "error":
