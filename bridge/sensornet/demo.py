@@ -2,7 +2,8 @@
 
 Mosquitto (the repo's config, generated demo credentials) <- three virtual Feather Huzzahs at
 different light levels (the real firmware on MicroPython) -> the bridge -> the reference
-endpoint (WebSocket and TCP), whose lines are printed live. With --duration it stops by itself
+endpoint (WebSocket and TCP), whose lines are printed live; and the dashboard (`sensornet
+dashboard`, on http://127.0.0.1:8080/ or a free port; its URL is printed). With --duration it stops by itself
 and exits 0 only if TSL2561 readings from every board reached the endpoint over both
 WebSocket and TCP; otherwise it runs until Ctrl-C. Logs of every part go to the state directory.
 """
@@ -16,6 +17,7 @@ import queue
 import secrets
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -55,6 +57,15 @@ def _drift_light(boards: list[VirtualBoard], stopping: threading.Event, period_s
             b.set_light(round(base[i] * (1 + 0.15 * math.sin(2 * math.pi * t / period_s + i)), 2))
 
 
+def _is_free(host: str, port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+        return True
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="sensornet demo", description=__doc__.split("\n\n")[0] + " " +
                                      "Starts a broker, virtual boards, the bridge and the endpoint, then prints "
@@ -80,20 +91,24 @@ def main(argv: list[str] | None = None) -> int:
     state.mkdir(parents=True)
     port = args.port or free_port(HOST)
     ws_port, tcp_port = free_port(HOST), free_port(HOST)
+    dashboard_port = 8080 if _is_free(HOST, 8080) else free_port(HOST)
     bridge_password, device_password = secrets.token_urlsafe(12), secrets.token_urlsafe(12)
+    dashboard_password = secrets.token_urlsafe(12)
     try:
         boards = make_fleet(state / "boards", args.count, HOST, port, device_password,
                             interval_s=args.interval, micropython=args.micropython)
     except BoardError as e:
         print(f"sensornet demo: {e}", file=sys.stderr)
         return 2
-    accounts = {"bridge": bridge_password, **{b.client_id: device_password for b in boards}}
+    accounts = {"bridge": bridge_password, "dashboard": dashboard_password,
+                **{b.client_id: device_password for b in boards}}
     (state / "credentials.txt").write_text("".join(f"{k} {v}\n" for k, v in accounts.items()))
     (state / "credentials.txt").chmod(0o600)
 
     broker = Broker(state / "broker", port=port, bind=HOST, accounts=accounts)
     endpoint: subprocess.Popen[bytes] | None = None
     bridge: subprocess.Popen[bytes] | None = None
+    dashboard: subprocess.Popen[bytes] | None = None
     seen: dict[str, set[str]] = {b.client_id: set() for b in boards}
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
@@ -109,8 +124,17 @@ def main(argv: list[str] | None = None) -> int:
                 _sensornet("bridge", "--host", HOST, "--port", str(port), "--username", "bridge",
                            "--endpoint", f"ws://{HOST}:{ws_port}/", "--endpoint", f"tcp://{HOST}:{tcp_port}"),
                 env=dict(os.environ, SENSORNET_BRIDGE_PASSWORD=bridge_password), stdout=log, stderr=subprocess.STDOUT)
+        with open(state / "dashboard.log", "wb") as log:
+            dashboard = subprocess.Popen(
+                _sensornet("dashboard", "--port", str(dashboard_port), "--mqtt-port", str(port),
+                           "--db", str(state / "dashboard.sqlite3")),
+                env=dict(os.environ, SENSORNET_DASHBOARD_PASSWORD=dashboard_password), stdout=log,
+                stderr=subprocess.STDOUT)
+        if not wait_for_port(HOST, dashboard_port, 15):
+            raise RuntimeError(f"the dashboard did not start; see {state / 'dashboard.log'}")
         for b in boards:
             b.start()
+        print(f"sensornet demo: dashboard http://{HOST}:{dashboard_port}/", flush=True)
         print(f"sensornet demo: broker 127.0.0.1:{port} (watch: mosquitto_sub -p {port} -u bridge -P "
               f"{bridge_password} -t '#' -v), endpoint ws://{HOST}:{ws_port}/ tcp://{HOST}:{tcp_port}", flush=True)
         for b in boards:
@@ -150,6 +174,7 @@ def main(argv: list[str] | None = None) -> int:
         for b in boards:
             b.stop()
         childproc.stop(bridge)
+        childproc.stop(dashboard)
         childproc.stop(endpoint)
         broker.stop()
 
