@@ -124,5 +124,5 @@ def test_the_local_config_is_the_image_config_with_local_paths(tmp_path):
                  f"acl_file {paths.BROKER_DIR}/acl"):
         assert line in local
     assert "autosave_interval 1800" not in local
-    with pytest.raises(BrokerError, match="broker/mosquitto.conf has no `listener` line"):
+    with pytest.raises(BrokerError, match="broker/mosquitto.conf has no `listener 1883` line"):
         render_config("# no listener\n", tmp_path)
