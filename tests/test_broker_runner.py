@@ -182,3 +182,35 @@ def _accepts(port: int) -> bool:
     except OSError:
         time.sleep(0.05)
         return False
+
+
+def test_the_containers_command_reloads_a_changed_password_file_and_stops_on_sigterm(tmp_path):
+    """broker/run-mosquitto.sh, the eclipse-mosquitto container's command, run here by dash (a POSIX
+    sh like the image's busybox ash) on the repo's config with local paths."""
+    config = tmp_path / "config"
+    config.mkdir()
+    for name in ("run-mosquitto.sh", "acl"):
+        (config / name).write_bytes((paths.BROKER_DIR / name).read_bytes())
+    passwd = config / "passwd"
+    assert add_account(passwd, "bridge", "bridge-pw", "--owner", "0").returncode == 0
+    port = free_port()
+    (config / "mosquitto.conf").write_text(render_config(
+        (paths.BROKER_DIR / "mosquitto.conf").read_text(), tmp_path, port, "127.0.0.1", acl_file=config / "acl",
+        password_file=passwd))
+    (tmp_path / "data").mkdir()
+    proc = subprocess.Popen(["dash", str(config / "run-mosquitto.sh")], env=dict(os.environ, RELOAD_CHECK_S="0.2"),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        wait_until(lambda: _accepts(port), 10, "the container's broker")
+        assert connack_code("127.0.0.1", port, "huzzah-01ffc000", "pw") == 5
+        assert add_account(passwd, "huzzah-01ffc000", "pw", "--owner", "0").returncode == 0
+        wait_until(lambda: connack_code("127.0.0.1", port, "huzzah-01ffc000", "pw") == 0, 10,
+                   "the added account to be accepted")
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=5)
+        assert proc.returncode == 0
+        assert "the password file or ACL changed: reloading" in out
+        assert "mosquitto version 2.0" in out and "terminating" in out
+    finally:
+        proc.kill()
+        proc.wait()
