@@ -210,7 +210,7 @@ def test_the_containers_command_reloads_a_changed_password_file_and_stops_on_sig
         out, _ = proc.communicate(timeout=5)
         assert proc.returncode == 0
         assert "the password file or ACL changed: reloading" in out
-        assert "mosquitto version 2.0" in out and "terminating" in out
+        assert "terminating" in out  # Mosquitto's own clean stop
     finally:
         proc.kill()
         proc.wait()
