@@ -122,6 +122,11 @@ def add_account_main(argv: list[str]) -> int:
     try:
         password = read_password(args.from_file, os.environ)
         write_accounts(args.passwd, {args.name: password}, owner)
+    except PermissionError as e:
+        print(f"sensornet broker add-account: {e.filename or args.passwd}: permission denied (the password file "
+              f"belongs to uid {BROKER_UID}, the broker's user, after a root add-account): run it with sudo",
+              file=sys.stderr)
+        return 1
     except (AccountError, OSError) as e:
         print(f"sensornet broker add-account: {e}", file=sys.stderr)
         return 2 if isinstance(e, AccountError) else 1
