@@ -11,7 +11,10 @@ Passwords never appear on a command line: they reach `mosquitto_passwd` on its s
 (mosquitto_passwd(1) reads the password twice there when `-b` is not given), and reach
 `sensornet broker add-account` from a file, the environment or a prompt.
 
-Source: mosquitto_passwd(1), mosquitto.conf(5) (password_file), Mosquitto 2.0.
+connack_code() asks a running broker whether it accepts an account (one MQTT CONNECT): how a
+reload is seen to have taken effect (Broker.reload) and how the tests log in.
+
+Source: mosquitto_passwd(1), mosquitto.conf(5) (password_file), Mosquitto 2.0; MQTT 3.1.1 (CONNECT).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import argparse
 import getpass
 import os
 import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -98,6 +102,39 @@ def read_password(from_file: Path | None, environ: dict[str, str] | os._Environ[
             raise AccountError("the two passwords differ")
         return first
     return sys.stdin.readline().rstrip("\r\n")
+
+
+def _mqtt_string(text: str) -> bytes:
+    data = text.encode()
+    return len(data).to_bytes(2, "big") + data
+
+
+def connack_code(host: str, port: int, username: str, password: str, timeout: float = 2.0) -> int:
+    """Send one MQTT 3.1.1 CONNECT (clean session, empty client id) and return the CONNACK's return
+    code (int: 0 accepted, 5 not authorized; MQTT 3.1.1 section 3.2.2.3), then disconnect.
+
+    Raises OSError when there is no CONNACK."""
+    body = _mqtt_string("MQTT") + bytes([4, 0xC2]) + (10).to_bytes(2, "big")  # user, password, clean session
+    body += _mqtt_string("") + _mqtt_string(username) + _mqtt_string(password)
+    length, encoded = len(body), b""
+    while True:  # the remaining length, 7 bits per byte
+        length, digit = divmod(length, 128)
+        encoded += bytes([digit | (0x80 if length else 0)])
+        if not length:
+            break
+    with socket.create_connection((host, port), timeout=timeout) as s:
+        s.sendall(b"\x10" + encoded + body)
+        reply = b""
+        while len(reply) < 4:
+            chunk = s.recv(4 - len(reply))
+            if not chunk:
+                raise OSError("the broker closed the connection without a CONNACK")
+            reply += chunk
+        if reply[0] != 0x20:
+            raise OSError(f"not a CONNACK: {reply!r}")
+        if reply[3] == 0:
+            s.sendall(b"\xe0\x00")  # DISCONNECT
+        return reply[3]
 
 
 def add_account_main(argv: list[str]) -> int:

@@ -34,11 +34,12 @@ from .accounts import (
     AccountError,
     BrokerError,
     add_account_main,
+    connack_code,
     find_tool,
     write_accounts,
 )
 
-__all__ = ["DEFAULT_PORT", "Broker", "BrokerError", "AccountError", "find_tool", "free_port", "main",
+__all__ = ["DEFAULT_PORT", "Broker", "BrokerError", "AccountError", "connack_code", "find_tool", "free_port", "main",
            "render_config", "wait_for_port", "write_accounts"]
 
 DEFAULT_PORT, DEFAULT_TLS_PORT, DEFAULT_WS_PORT = 1883, 8883, 9001
@@ -125,39 +126,6 @@ def wait_for_port(host: str, port: int, timeout: float) -> bool:
         except OSError:
             time.sleep(0.05)
     return False
-
-
-def _mqtt_string(text: str) -> bytes:
-    data = text.encode()
-    return len(data).to_bytes(2, "big") + data
-
-
-def connack_code(host: str, port: int, username: str, password: str, timeout: float = 2.0) -> int:
-    """Send one MQTT 3.1.1 CONNECT (clean session, empty client id) and return the CONNACK's return
-    code (int: 0 accepted, 5 not authorized; MQTT 3.1.1 section 3.2.2.3), then disconnect.
-
-    Raises OSError when there is no CONNACK."""
-    body = _mqtt_string("MQTT") + bytes([4, 0xC2]) + (10).to_bytes(2, "big")  # user, password, clean session
-    body += _mqtt_string("") + _mqtt_string(username) + _mqtt_string(password)
-    length, encoded = len(body), b""
-    while True:  # the remaining length, 7 bits per byte
-        length, digit = divmod(length, 128)
-        encoded += bytes([digit | (0x80 if length else 0)])
-        if not length:
-            break
-    with socket.create_connection((host, port), timeout=timeout) as s:
-        s.sendall(b"\x10" + encoded + body)
-        reply = b""
-        while len(reply) < 4:
-            chunk = s.recv(4 - len(reply))
-            if not chunk:
-                raise OSError("the broker closed the connection without a CONNACK")
-            reply += chunk
-        if reply[0] != 0x20:
-            raise OSError(f"not a CONNACK: {reply!r}")
-        if reply[3] == 0:
-            s.sendall(b"\xe0\x00")  # DISCONNECT
-        return reply[3]
 
 
 class Broker:
@@ -389,6 +357,11 @@ def main(argv: list[str] | None = None) -> int:
     if not args.passwd.exists():
         print(f"sensornet broker: --passwd {args.passwd}: no such file; add an account first: "
               "`sensornet broker add-account bridge`", file=sys.stderr)
+        return 2
+    if args.uid is None and not os.access(args.passwd, os.R_OK):
+        print(f"sensornet broker: --passwd {args.passwd}: not readable by this user (after `sudo sensornet broker "
+              f"add-account` it is uid {BROKER_UID}'s): run as root, with --uid {BROKER_UID} (the systemd unit)",
+              file=sys.stderr)
         return 2
     broker = Broker(args.state_dir, port=args.port, bind=args.bind, password_file=args.passwd,
                     tls_dir=args.tls_dir, tls_port=args.tls_port if tls else None,
