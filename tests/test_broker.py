@@ -1,5 +1,6 @@
 """broker/mosquitto.conf and broker/acl on a real Mosquitto: authentication and per-device ACLs."""
 
+import re
 import subprocess
 
 import paho.mqtt.client as mqtt
@@ -185,3 +186,27 @@ def test_a_device_with_another_devices_client_id_neither_kicks_it_off_nor_fires_
         assert subscriber.on(f"status/{B}") == []  # ...and its last will did not fire
     finally:
         close(victim)
+
+
+def test_the_tls_listeners_are_rendered_only_when_asked_for(tmp_path):
+    template = (paths.BROKER_DIR / "mosquitto.conf").read_text()
+    plain = render_config(template, tmp_path, port=18830, bind="127.0.0.1", tls_dir=tmp_path / "tls")
+    assert [line for line in plain.splitlines() if line.startswith("listener")] == ["listener 18830 127.0.0.1"]
+    assert "certfile" not in plain
+    full = render_config(template, tmp_path, port=18830, bind="127.0.0.1", tls_dir=tmp_path / "tls", tls_port=18831,
+                         ws_port=18832)
+    assert [line for line in full.splitlines() if line.startswith("listener")] == [
+        "listener 18830 127.0.0.1", "listener 18831 127.0.0.1", "listener 18832 127.0.0.1"]
+    assert f"certfile {tmp_path}/tls/server.crt" in full
+    # every listener gives a connection its account's name as client id
+    assert full.count("use_username_as_clientid true") == 3
+
+
+def test_the_readme_recipes_put_no_password_on_a_command_line():
+    readme = (paths.REPO / "README.md").read_text()
+    blocks = "\n".join(re.findall(r"```sh\n(.*?)```", readme, re.S))
+    assert blocks
+    assert "--account" not in blocks
+    assert "--password " not in blocks
+    assert "mosquitto_passwd -b" not in blocks
+    assert not re.search(r"mosquitto_(sub|pub)[^\n]* -P ", blocks)
