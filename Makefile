@@ -1,6 +1,7 @@
 # sensornet: `make demo` runs the main job, `make test` runs the tests. Both set themselves up
-# on a fresh Debian / Raspberry Pi OS machine: a virtual environment with the Python packages,
-# the mosquitto binary (apt-get, when missing) and umqtt.simple for the virtual board.
+# on a fresh Debian 12+ / Raspberry Pi OS Bookworm+ machine with Python 3.11+ (checked first):
+# a virtual environment with the Python packages, the mosquitto binary (apt-get, when missing)
+# and umqtt.simple for the virtual board.
 # Set-up prints one line per step; the tools' own output goes to .cache/setup.log.
 SHELL := /bin/bash
 .SHELLFLAGS := -o errexit -o pipefail -o nounset -c
@@ -33,7 +34,7 @@ step = mkdir -p .cache; echo "setup: $(1)"; \
 	if ! { $(2) ; } >>$(SETUP_LOG) 2>&1; then \
 	  echo "setup: FAILED: $(1); the last lines of $(SETUP_LOG):" >&2; tail -n 25 $(SETUP_LOG) >&2; exit 1; fi
 
-.PHONY: help setup test check demo bench firmware clean mosquitto chromium
+.PHONY: help setup platform test check demo bench firmware clean mosquitto chromium
 
 help:
 	@echo "make demo [DURATION=30]   broker + three virtual Feather Huzzahs + bridge + endpoint + dashboard (its URL printed)"
@@ -43,9 +44,13 @@ help:
 	@echo "make firmware             build/firmware: the firmware as deployed (boot.py, main.py, the rest as .mpy)"
 	@echo "make setup                only the set-up both of them do"
 
-setup: $(VENV)/.installed $(MPLIB)/umqtt/simple.py mosquitto $(MPY_BUILD)/micropython firmware $(UPLOT) chromium
+setup: platform $(VENV)/.installed $(MPLIB)/umqtt/simple.py mosquitto $(MPY_BUILD)/micropython firmware $(UPLOT) chromium
 
-$(VENV)/.installed: pyproject.toml
+# First: a supported OS and Python 3.11+ (README, "Set-up"), else a message naming the fix, status 2.
+platform:
+	@scripts/check-platform.sh $(PYTHON)
+
+$(VENV)/.installed: pyproject.toml | platform
 	@if ! $(PYTHON) -c 'import venv, ensurepip' 2>/dev/null; then \
 	  $(call step,installing python3-venv with apt-get (needed for .venv; takes a minute),$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq python3 python3-venv python3-pip); fi
 	@$(call step,creating the virtual environment $(VENV),$(PYTHON) -m venv $(VENV) && $(BIN)/pip install -q --upgrade pip)

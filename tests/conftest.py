@@ -8,7 +8,7 @@ import subprocess
 import pytest
 
 from sensornet.broker import Broker
-from tests.helpers import BRIDGE_PASSWORD, DEVICE_PASSWORD, Subscriber, device_config, free_port
+from tests.helpers import BRIDGE_PASSWORD, DEVICE_PASSWORD, MONITOR_PASSWORD, Subscriber, device_config, free_port
 from virtual_huzzah.board import VirtualBoard, client_id_for
 from virtual_huzzah.runtime import REPO
 
@@ -22,19 +22,22 @@ def deployed_firmware():
 
 @pytest.fixture
 def broker(tmp_path):
-    """A running Mosquitto with broker/mosquitto.conf and broker/acl, account `bridge` only.
+    """A running Mosquitto with broker/mosquitto.conf and broker/acl, accounts `bridge` and `monitor`.
 
     Add device accounts with `broker.add_account(client_id, password)`.
     """
     with Broker(tmp_path / "broker", port=free_port(), bind="127.0.0.1",
-                accounts={"bridge": BRIDGE_PASSWORD}) as b:
+                accounts={"bridge": BRIDGE_PASSWORD, "monitor": MONITOR_PASSWORD}) as b:
         yield b
 
 
 @pytest.fixture
 def subscriber(broker):
-    """A Subscriber on the `bridge` account to every topic (#) of the test broker."""
-    s = Subscriber(broker.port)
+    """A Subscriber on the read-only `monitor` account to every topic (#) of the test broker.
+
+    Not on `bridge`: the broker names a connection after its account (use_username_as_clientid),
+    so it would take over the session of a bridge under test."""
+    s = Subscriber(broker.port, username="monitor", password=MONITOR_PASSWORD)
     yield s
     s.close()
 

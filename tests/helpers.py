@@ -30,9 +30,9 @@ from virtual_huzzah.board import FIRMWARE_DIR, AccessPoint, VirtualBoard
 from virtual_huzzah.runtime import MICROPYTHON_LIB_DIR, VM_DIR, find_micropython
 
 __all__ = [
-    "BRIDGE_PASSWORD", "DEVICE_PASSWORD", "REPO", "SENSORNET", "Sensornet", "Subscriber", "codes_from_dark",
-    "device_config", "free_port", "led_dark_for", "run_micropython", "run_sensornet", "sensornet_command",
-    "stop_process", "wait_code", "wait_for_port", "wait_until", "wait_until_async",
+    "BRIDGE_PASSWORD", "DEVICE_PASSWORD", "MONITOR_PASSWORD", "REPO", "SENSORNET", "Sensornet", "Subscriber",
+    "codes_from_dark", "device_config", "free_port", "led_dark_for", "run_micropython", "run_sensornet",
+    "sensornet_command", "stop_process", "wait_code", "wait_for_port", "wait_until", "wait_until_async",
 ]
 
 T = TypeVar("T")
@@ -43,6 +43,7 @@ SENSORNET = Path(sys.executable).parent / "sensornet"
 
 BRIDGE_PASSWORD = "bridge-test-password"  # the `bridge` account of every test broker
 DEVICE_PASSWORD = "device-test-password"  # device accounts made by the tests
+MONITOR_PASSWORD = "monitor-test-password"  # the read-only `monitor` account of every test broker
 
 # The one way the tests stop a child process: SIGTERM, a bounded wait, SIGKILL (childproc).
 stop_process = childproc.stop

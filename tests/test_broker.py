@@ -1,5 +1,6 @@
 """broker/mosquitto.conf and broker/acl on a real Mosquitto: authentication and per-device ACLs."""
 
+import re
 import subprocess
 
 import paho.mqtt.client as mqtt
@@ -124,5 +125,88 @@ def test_the_local_config_is_the_image_config_with_local_paths(tmp_path):
                  f"acl_file {paths.BROKER_DIR}/acl"):
         assert line in local
     assert "autosave_interval 1800" not in local
-    with pytest.raises(BrokerError, match="broker/mosquitto.conf has no `listener` line"):
+    with pytest.raises(BrokerError, match="broker/mosquitto.conf has no `listener 1883` line"):
         render_config("# no listener\n", tmp_path)
+
+
+def test_a_device_account_cannot_take_over_or_wipe_the_bridge_session(broker):
+    """use_username_as_clientid: a connection's client id is its account's name, whatever it asks for."""
+    broker.add_account(A, "pw-a")
+    broker.add_account(B, "pw-b")
+    got = []
+    bridge = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="bridge", clean_session=False)
+    bridge.username_pw_set("bridge", BRIDGE_PASSWORD)
+    bridge.on_message = lambda c, u, msg: got.append(msg.topic)
+    subscribed = []
+    bridge.on_subscribe = lambda *a: subscribed.append(1)
+    bridge.connect("127.0.0.1", broker.port)
+    bridge.loop_start()
+    bridge.subscribe("sensors/#", qos=1)
+    wait_until(lambda: subscribed, 5, "the bridge's SUBACK")
+    close(bridge)  # its persistent session stays at the broker, queueing QoS 1 messages
+    # device A asks for the bridge's client id with a clean session: it would wipe the bridge's session
+    thief, reason = connect(broker.port, A, "pw-a", client_id="bridge")
+    assert not reason.is_failure
+    close(thief)
+    assert publish(broker.port, B, "pw-b", f"sensors/{B}/tsl2561", "{}") == 0  # while the bridge is away
+    present = []
+    bridge.on_connect = lambda c, u, flags, reason, p: present.append(flags.session_present)
+    bridge.reconnect()
+    bridge.loop_start()
+    try:
+        wait_until(lambda: present, 5, "the bridge's CONNACK")
+        assert present == [True]  # its session survived...
+        wait_until(lambda: got, 5, "the message queued in the bridge's session")
+        assert got == [f"sensors/{B}/tsl2561"]  # ...with what was queued in it
+    finally:
+        close(bridge)
+
+
+def test_a_device_with_another_devices_client_id_neither_kicks_it_off_nor_fires_its_will(broker, subscriber):
+    broker.add_account(A, "pw-a")
+    broker.add_account(B, "pw-b")
+    dropped = []
+    victim = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=B)
+    victim.username_pw_set(B, "pw-b")
+    victim.will_set(f"status/{B}", b"offline", qos=1, retain=True)
+    victim.on_disconnect = lambda c, u, flags, reason, p: dropped.append(reason)
+    connected = []
+    victim.on_connect = lambda c, u, flags, reason, p: connected.append(reason)
+    victim.connect("127.0.0.1", broker.port)
+    victim.loop_start()
+    try:
+        wait_until(lambda: connected, 5, "B's CONNACK")
+        thief, reason = connect(broker.port, A, "pw-a", client_id=B)  # A claims B's client id
+        assert not reason.is_failure  # let in, as A (its own client id)
+        close(thief)
+        info = victim.publish(f"sensors/{B}/tsl2561", b"{}", qos=1)  # after A's CONNECT was handled
+        info.wait_for_publish(5)
+        subscriber.wait_for(f"sensors/{B}/tsl2561")
+        assert dropped == []  # B was not kicked off...
+        assert subscriber.on(f"status/{B}") == []  # ...and its last will did not fire
+    finally:
+        close(victim)
+
+
+def test_the_tls_listeners_are_rendered_only_when_asked_for(tmp_path):
+    template = (paths.BROKER_DIR / "mosquitto.conf").read_text()
+    plain = render_config(template, tmp_path, port=18830, bind="127.0.0.1", tls_dir=tmp_path / "tls")
+    assert [line for line in plain.splitlines() if line.startswith("listener")] == ["listener 18830 127.0.0.1"]
+    assert "certfile" not in plain
+    full = render_config(template, tmp_path, port=18830, bind="127.0.0.1", tls_dir=tmp_path / "tls", tls_port=18831,
+                         ws_port=18832)
+    assert [line for line in full.splitlines() if line.startswith("listener")] == [
+        "listener 18830 127.0.0.1", "listener 18831 127.0.0.1", "listener 18832 127.0.0.1"]
+    assert f"certfile {tmp_path}/tls/server.crt" in full
+    # every listener gives a connection its account's name as client id
+    assert full.count("use_username_as_clientid true") == 3
+
+
+def test_the_readme_recipes_put_no_password_on_a_command_line():
+    readme = (paths.REPO / "README.md").read_text()
+    blocks = "\n".join(re.findall(r"```sh\n(.*?)```", readme, re.S))
+    assert blocks
+    assert "--account" not in blocks
+    assert "--password " not in blocks
+    assert "mosquitto_passwd -b" not in blocks
+    assert not re.search(r"mosquitto_(sub|pub)[^\n]* -P ", blocks)

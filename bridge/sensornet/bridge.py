@@ -176,6 +176,8 @@ class Bridge:
                              clean_session=False, protocol=mqtt.MQTTv311, manual_ack=True)
         if conf.username:
             client.username_pw_set(conf.username, conf.password)
+        if conf.ca_file:  # TLS, the broker's certificate checked against this CA (scripts/make-tls.sh)
+            client.tls_set(ca_certs=conf.ca_file)
         client.reconnect_delay_set(BROKER_RECONNECT_MIN_S, BROKER_RECONNECT_MAX_S)
         client.enable_logger(paho_log)
         client.on_connect = self._on_connect

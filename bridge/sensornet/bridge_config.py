@@ -42,6 +42,7 @@ SCHEMA: dict[str, dict[str, tuple[type, Any]]] = {
         "password_file": (str, None),
         "client_id": (str, "sensornet-bridge"),
         "keepalive_s": (int, 60),
+        "ca_file": (str, None),
     },
     "bridge": {
         "endpoints": (list, None),
@@ -50,6 +51,14 @@ SCHEMA: dict[str, dict[str, tuple[type, Any]]] = {
         "state_dir": (str, None),
     },
 }
+
+
+def _ca_file(value: str | None, from_flag: bool, name: str) -> str | None:
+    """The CA certificate for TLS to the broker (issue 9), checked to exist."""
+    if value is not None and not Path(value).is_file():
+        where = "--ca-file" if from_flag else f"{name}: [mqtt] ca_file"
+        raise ConfigError(f"{where}: {value}: no such file (scripts/make-tls.sh makes broker/tls/ca.crt)")
+    return value
 
 
 class ConfigError(ValueError):
@@ -70,6 +79,7 @@ class MqttSettings:
     password: str | None = field(default=None, repr=False)
     client_id: str = "sensornet-bridge"
     keepalive_s: int = 60
+    ca_file: str | None = None  # TLS (the broker's 8883) verified against this CA when set
 
 
 @dataclass(frozen=True)
@@ -176,6 +186,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--port", type=int, help="broker port (default 1883)")
     parser.add_argument("--username", help="broker account (default bridge)")
     parser.add_argument("--password-file", help="file holding the broker password")
+    parser.add_argument("--ca-file", help="connect with TLS, verifying the broker against this CA certificate "
+                        "(broker/tls/ca.crt; use --port 8883)")
     parser.add_argument("--client-id", help="MQTT client id of the persistent session (default sensornet-bridge)")
     parser.add_argument("--endpoint", action="append", metavar="URL",
                         help="ws://, wss:// or tcp://HOST:PORT endpoint (repeatable; replaces the file's list)")
@@ -208,7 +220,8 @@ def resolve(args: argparse.Namespace, environ: Mapping[str, str] | None = None) 
                           f"{name}: [mqtt] client_id: empty (a persistent session needs a fixed client id)")
     settings = MqttSettings(host=host, port=port, username=pick("mqtt", "username", args.username) or None,
                             password=_password(args, mqtt_file, name, environ),
-                            client_id=client_id, keepalive_s=keepalive)
+                            client_id=client_id, keepalive_s=keepalive,
+                            ca_file=_ca_file(pick("mqtt", "ca_file", args.ca_file), args.ca_file is not None, name))
     return BridgeConfig(
         mqtt=settings,
         endpoints=_endpoints(args, bridge_file, name),

@@ -86,6 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     from virtual_huzzah.board import BoardError
     from virtual_huzzah.fleet import make_fleet
 
+    os.umask(0o077)  # the boards' config.json, credentials.txt and the broker's password file: owner only
     state = args.state_dir
     shutil.rmtree(state, ignore_errors=True)
     state.mkdir(parents=True)
@@ -94,13 +95,14 @@ def main(argv: list[str] | None = None) -> int:
     dashboard_port = 8080 if _is_free(HOST, 8080) else free_port(HOST)
     bridge_password, device_password = secrets.token_urlsafe(12), secrets.token_urlsafe(12)
     dashboard_password = secrets.token_urlsafe(12)
+    monitor_password = secrets.token_urlsafe(12)
     try:
         boards = make_fleet(state / "boards", args.count, HOST, port, device_password,
                             interval_s=args.interval, micropython=args.micropython)
     except BoardError as e:
         print(f"sensornet demo: {e}", file=sys.stderr)
         return 2
-    accounts = {"bridge": bridge_password, "dashboard": dashboard_password,
+    accounts = {"bridge": bridge_password, "dashboard": dashboard_password, "monitor": monitor_password,
                 **{b.client_id: device_password for b in boards}}
     (state / "credentials.txt").write_text("".join(f"{k} {v}\n" for k, v in accounts.items()))
     (state / "credentials.txt").chmod(0o600)
@@ -135,8 +137,11 @@ def main(argv: list[str] | None = None) -> int:
         for b in boards:
             b.start()
         print(f"sensornet demo: dashboard http://{HOST}:{dashboard_port}/", flush=True)
-        print(f"sensornet demo: broker 127.0.0.1:{port} (watch: mosquitto_sub -p {port} -u bridge -P "
-              f"{bridge_password} -t '#' -v), endpoint ws://{HOST}:{ws_port}/ tcp://{HOST}:{tcp_port}", flush=True)
+        # no password on the terminal nor in a command line: mosquitto_sub reads them from its options file
+        (state / "mosquitto_sub").write_text(f"-u monitor\n-P {monitor_password}\n")
+        print(f"sensornet demo: broker 127.0.0.1:{port} (watch: XDG_CONFIG_HOME={state} mosquitto_sub -h {HOST} "
+              f"-p {port} -t '#' -v; passwords in {state / 'credentials.txt'}), endpoint ws://{HOST}:{ws_port}/ "
+              f"tcp://{HOST}:{tcp_port}", flush=True)
         for b in boards:
             print(f"sensornet demo: virtual Feather Huzzah {b.client_id} (MAC {b.mac}) at {b.lux:g} lux", flush=True)
         print(f"sensornet demo: logs in {state}; readings as the endpoint prints them "
