@@ -7,6 +7,9 @@
 # pyexec_file does, boot.py and main.py run from the board's filesystem (the current directory)
 # in one __main__ namespace; an exception is printed and the boot goes on; when main.py returns
 # (safe mode) the board idles at its REPL. Run as `micropython -m _board` from the board's filesystem.
+# With a serial console (VIRTUAL_HUZZAH_CONSOLE="<request fd>,<reply fd>", virtual_huzzah.serialport):
+# Ctrl-C (SIGINT) interrupts boot.py/main.py as on the board, and the REPL runs what the host's
+# REPL protocol core sends (_console below), with the board's filesystem mounted at "/".
 import gc
 import os
 import sys
@@ -48,14 +51,61 @@ def _pyexec_file(name):
         return
     try:
         exec(code, _globals)
-    except (KeyboardInterrupt, SystemExit):
+    except SystemExit:
         raise
-    except BaseException as e:
+    except BaseException as e:  # KeyboardInterrupt too: Ctrl-C on the console stops the script
         sys.print_exception(e)
 
 
+def _console(fds):
+    # The REPL behind the serial console. Requests on the first fd: b"F<n>\n" or b"S<n>\n" and n
+    # bytes of code, run as a file ("exec") or a friendly-REPL statement ("single"); replies on
+    # the second: b"R<banner>\n" at the REPL, b"D<n>\n" + the exception text when a command
+    # is done, b"B\n" for a soft reset (SystemExit). A command's sys.stdin is the console's input.
+    import io
+
+    import vfs
+
+    req_fd, rep_fd = fds.split(",")
+    req = open("/dev/fd/" + req_fd, "rb")
+    rep = open("/dev/fd/" + rep_fd, "wb")
+    fs = os.getcwd()
+    vfs.umount("/")  # the board's flash is "/" (mpremote and rshell use absolute paths)
+    vfs.mount(vfs.VfsPosix(fs), "/")
+    os.chdir("/")
+    gc.collect()
+    rep.write(b"R" + sys.version.split("; ", 1)[-1].encode() + b"; ESP module with ESP8266\n")
+    while True:
+        try:
+            head = req.readline()
+            if not head:
+                return  # the host closed the console
+            code = req.read(int(head[1:]))
+            err = ""
+            try:
+                exec(compile(code, "<stdin>", "exec" if head[0] == 70 else "single"), _globals)  # 70: F
+            except SystemExit as e:
+                if e.args and e.args[0] == 100:  # machine.reset(): the chip restarts (vm/machine.py)
+                    raise
+                rep.write(b"B\n")
+                continue
+            except BaseException as e:
+                buf = io.StringIO()
+                sys.print_exception(e, buf)
+                err = buf.getvalue()
+            gc.collect()
+            err = "\n".join(ln for ln in err.split("\n") if not ln.endswith(", in _console")).encode()
+            rep.write(("D%d\n" % len(err)).encode() + err)
+        except KeyboardInterrupt:  # a Ctrl-C that came as the command ended
+            pass
+
+
 _pyexec_file("boot.py")
-_pyexec_file("main.py")
-print("MicroPython REPL (the virtual board's serial console takes no input)")
-while True:  # the REPL waits for input that never comes; the host powers the board off
-    time.sleep(3600)
+if not os.getenv("VIRTUAL_HUZZAH_RAW_REPL"):  # a soft reset in the raw REPL runs boot.py only
+    _pyexec_file("main.py")
+if os.getenv("VIRTUAL_HUZZAH_CONSOLE"):
+    _console(os.getenv("VIRTUAL_HUZZAH_CONSOLE"))
+else:
+    print("MicroPython REPL (the virtual board's serial console takes no input)")
+    while True:  # the REPL waits for input that never comes; the host powers the board off
+        time.sleep(3600)
