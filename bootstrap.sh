@@ -178,7 +178,7 @@ board_exec() {
   if [ "$tool" = mpremote ]; then
     timeout 60 "$mpremote" connect "$port" exec "$1"
   else
-    timeout 60 "$rshell" --quiet --port "$port" repl "~ $1 ~" </dev/null | tr -d '\r'
+    timeout 60 "$rshell" --quiet --port "$port" repl "~ ${1//; / ~ } ~" </dev/null | tr -d '\r'  # ";" ends an rshell command
   fi
 }
 board_put() {  # board_put FILE...: into the board's root
@@ -195,11 +195,17 @@ board_files() {  # the names in the board's root, one a line
     timeout 60 "$rshell" --quiet --port "$port" ls -l /pyboard | tr -d '\r' | awk 'NF {print $NF}'
   fi
 }
+# Reset into the firmware. mpremote and rshell soft-reset the board for their commands, which
+# boot.py counts towards safe mode's boot loop (5 quick boots): the firmware's safemode.stable()
+# clears the counter first, so the board starts the application.
 board_reset() {
   if [ "$tool" = mpremote ]; then
-    run "$mpremote" connect "$port" reset
+    run timeout 60 "$mpremote" connect "$port" exec "import safemode; safemode.stable()" reset
   else
-    run timeout 60 "$rshell" --quiet --port "$port" repl '~ import machine ~ machine.reset() ~' </dev/null
+    # rshell's repl ends once the board is quiet, which a running firmware may never be: the
+    # wait for connect/<client_id> below tells whether the reset worked
+    run timeout 20 "$rshell" --quiet --port "$port" repl \
+      '~ import safemode ~ safemode.stable() ~ import machine ~ machine.reset() ~' </dev/null || true
   fi
 }
 wait_for_repl() {  # wait_for_repl SECONDS: until the board answers on its REPL

@@ -57,6 +57,57 @@ def _pyexec_file(name):
         sys.print_exception(e)
 
 
+class _Flash:
+    # The board's filesystem as its flash, mounted at "/"; paths under the host directories the
+    # models and the VM use (hw/, the models on sys.path) still reach them, and no listing shows them.
+    def __init__(self, fs, host, host_dirs):
+        self._fs = fs
+        self._host = host
+        self._dirs = tuple(d.rstrip("/") + "/" for d in host_dirs)
+
+    def _at(self, path):
+        for d in self._dirs:
+            if path.startswith(d):
+                return self._host
+        return self._fs
+
+    def mount(self, readonly, mkfs):
+        pass
+
+    def umount(self):
+        pass
+
+    def ilistdir(self, path):
+        return self._at(path).ilistdir(path)
+
+    def chdir(self, path):
+        self._fs.chdir(path)
+
+    def getcwd(self):
+        return self._fs.getcwd()
+
+    def stat(self, path):
+        return self._at(path).stat(path)
+
+    def statvfs(self, path):
+        return self._fs.statvfs(path)
+
+    def open(self, path, mode):
+        return self._at(path).open(path, mode)
+
+    def remove(self, path):
+        self._at(path).remove(path)
+
+    def rename(self, old, new):
+        self._at(old).rename(old, new)
+
+    def mkdir(self, path):
+        self._at(path).mkdir(path)
+
+    def rmdir(self, path):
+        self._at(path).rmdir(path)
+
+
 def _console(fds):
     # The REPL behind the serial console. Requests on the first fd: b"F<n>\n" or b"S<n>\n" and n
     # bytes of code, run as a file ("exec") or a friendly-REPL statement ("single"); replies on
@@ -69,9 +120,10 @@ def _console(fds):
     req_fd, rep_fd = fds.split(",")
     req = open("/dev/fd/" + req_fd, "rb")
     rep = open("/dev/fd/" + rep_fd, "wb")
-    fs = os.getcwd()
+    host = [os.getenv("VIRTUAL_HUZZAH_HW") or "."] + [p for p in sys.path if p.startswith("/")]
+    flash = _Flash(vfs.VfsPosix(os.getcwd()), vfs.VfsPosix(), host)
     vfs.umount("/")  # the board's flash is "/" (mpremote and rshell use absolute paths)
-    vfs.mount(vfs.VfsPosix(fs), "/")
+    vfs.mount(flash, "/")
     os.chdir("/")
     gc.collect()
     rep.write(b"R" + sys.version.split("; ", 1)[-1].encode() + b"; ESP module with ESP8266\n")
