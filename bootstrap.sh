@@ -216,6 +216,20 @@ wait_for_repl() {  # wait_for_repl SECONDS: until the board answers on its REPL
   done
 }
 
+# A board that already runs the firmware has its watchdog on, which the esp8266 port cannot stop
+# (machine.WDT): a REPL session on it is reset within about 3 s. So first put it in safe mode,
+# where the application and its watchdog do not start: the firmware's safemode.check() counts a
+# quick boot and five of them make the next boot a safe one. Without the firmware it does nothing.
+to_safe_mode() {
+  local code="import os, machine; [__import__('safemode').check() for _ in range(5) if 'safemode.mpy' in os.listdir('/')] and machine.reset()"
+  if [ "$tool" = mpremote ]; then  # resume: no soft reset (boot.py) first, the code runs at once
+    timeout 20 "$mpremote" connect "$port" resume exec --no-follow "$code" >/dev/null 2>&1 || true
+  else
+    timeout 20 "$rshell" --quiet --port "$port" repl "~ ${code//; / ~ } ~" </dev/null >/dev/null 2>&1 || true
+  fi
+  sleep 2  # the reset, if any
+}
+
 # --- 1. flash ---------------------------------------------------------------------------------
 if [ "$flash" = 1 ]; then
   say "flashing $firmware ($size bytes${firmware_sha256:+, SHA-256 checked}) on $port"
@@ -228,7 +242,8 @@ if [ "$dry_run" = 1 ]; then
   [ -n "$mac" ] || die "--dry-run needs --mac (the board is not read)"
 else
   say "waiting for the MicroPython REPL on $port ($tool)"
-  wait_for_repl $((flash ? 30 : 10))  # the first boot after flashing makes the filesystem
+  [ "$flash" = 1 ] || to_safe_mode
+  wait_for_repl $((flash ? 30 : 20))  # the first boot after flashing makes the filesystem
   if [ -z "$mac" ]; then
     mac=$(board_exec "import network, binascii; print('MAC', binascii.hexlify(network.WLAN(network.STA_IF).config('mac'), ':').decode())" |
           sed -n 's/.*MAC \(\([0-9a-f]\{2\}:\)\{5\}[0-9a-f]\{2\}\).*/\1/p' | head -n 1)
