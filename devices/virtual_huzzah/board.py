@@ -34,7 +34,6 @@ import childproc
 from feather_huzzah import topics
 
 from . import leds
-from .serialport import SerialConsole
 from .runtime import (
     REPO,
     BoardError,
@@ -42,6 +41,7 @@ from .runtime import (
     heap_budget,
     vm_path,
 )
+from .serialport import SerialConsole
 
 # The firmware's sources (devices/feather_huzzah) and its deployment (`make firmware`: what a
 # board runs and bootstrap.sh uploads); where `sensornet sim` keeps its boards.

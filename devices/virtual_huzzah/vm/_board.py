@@ -118,8 +118,8 @@ def _console(fds):
     import vfs
 
     req_fd, rep_fd = fds.split(",")
-    req = open("/dev/fd/" + req_fd, "rb")
-    rep = open("/dev/fd/" + rep_fd, "wb")
+    req = open("/dev/fd/" + req_fd, "rb")  # noqa: SIM115 (both open for the VM's lifetime)
+    rep = open("/dev/fd/" + rep_fd, "wb")  # noqa: SIM115
     host = [os.getenv("VIRTUAL_HUZZAH_HW") or "."] + [p for p in sys.path if p.startswith("/")]
     flash = _Flash(vfs.VfsPosix(os.getcwd()), vfs.VfsPosix(), host)
     vfs.umount("/")  # the board's flash is "/" (mpremote and rshell use absolute paths)
@@ -147,7 +147,7 @@ def _console(fds):
                 err = buf.getvalue()
             gc.collect()
             err = "\n".join(ln for ln in err.split("\n") if not ln.endswith(", in _console")).encode()
-            rep.write(("D%d\n" % len(err)).encode() + err)
+            rep.write(f"D{len(err)}\n".encode() + err)
         except KeyboardInterrupt:  # a Ctrl-C that came as the command ended
             pass
 
