@@ -256,30 +256,18 @@ class VirtualBoard:
             self._write_state()
             (self.hw / "wdt").unlink(missing_ok=True)
         env = dict(os.environ, MICROPYPATH=vm_path(self.umqtt), VIRTUAL_HUZZAH_HW=str(self.hw))
-        console: tuple[int, int, int, int] | None = None
-        if self.serial is not None:
-            console = (*os.pipe(), *os.pipe())  # requests (read, write), replies (read, write)
-            env["VIRTUAL_HUZZAH_CONSOLE"] = f"{console[0]},{console[3]}"
-            if raw_repl:
-                env["VIRTUAL_HUZZAH_RAW_REPL"] = "1"
+        argv = [self.micropython, "-X", f"heapsize={self.heap_bytes}", "-m", "_board"]
         try:
-            process = subprocess.Popen(
-                [self.micropython, "-X", f"heapsize={self.heap_bytes}", "-m", "_board"],
-                cwd=self.fs, env=env, stdin=subprocess.PIPE if console else subprocess.DEVNULL,
-                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
-                pass_fds=(console[0], console[3]) if console else ())
+            if self.serial is not None:
+                self.process, self._reader = self.serial.launch(argv, self.fs, env, raw_repl=raw_repl,
+                                                                chip_reset=cause is not None)
+                return
+            self.process = subprocess.Popen(argv, cwd=self.fs, env=env, stdin=subprocess.DEVNULL,
+                                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
         except OSError as e:
             raise BoardError(f"cannot run {self.micropython}: {e}") from e
-        finally:
-            if console:
-                os.close(console[0])
-                os.close(console[3])
-        self.process = process
-        if self.serial is not None and console:
-            self._reader = self.serial.attach(process, console[1], console[2], chip_reset=cause is not None)
-        else:
-            self._reader = threading.Thread(target=self._read_console, args=(process,), daemon=True)
-            self._reader.start()
+        self._reader = threading.Thread(target=self._read_console, args=(self.process,), daemon=True)
+        self._reader.start()
 
     def soft_reset(self, raw_repl: bool = False) -> None:
         """Soft reset (Ctrl-D at the REPL): the VM starts again, the chip does not: the reset

@@ -143,12 +143,31 @@ class SerialConsole:
         self._wake.notify_all()
 
     # --- the VM ----------------------------------------------------------------------------
-    def attach(self, process: subprocess.Popen[bytes], requests_fd: int, replies_fd: int, *,
-               chip_reset: bool) -> threading.Thread:
-        """Serve a newly started VM: `requests_fd` (written here) and `replies_fd` (read here)
-        are the pipes whose other ends the VM was given. chip_reset: it started from a
-        power-on or reset (else a soft reset). Returns the thread that reads the VM's output;
-        it ends when the VM does."""
+    def launch(self, argv: list[str], cwd: Path, env: dict[str, str], *, raw_repl: bool,
+               chip_reset: bool) -> tuple[subprocess.Popen[bytes], threading.Thread]:
+        """Start the board's VM (vm/_board.py) with this console: its stdin, stdout and the two
+        pipes of requests and replies. raw_repl: a soft reset in the raw REPL (boot.py only);
+        chip_reset: a power-on or reset (else a soft reset). Returns the process and the thread
+        that reads its output, which ends with it. Raises OSError when the VM cannot start."""
+        req_r, req_w = os.pipe()
+        rep_r, rep_w = os.pipe()
+        env = dict(env, VIRTUAL_HUZZAH_CONSOLE=f"{req_r},{rep_w}")
+        if raw_repl:
+            env["VIRTUAL_HUZZAH_RAW_REPL"] = "1"
+        try:
+            process = subprocess.Popen(argv, cwd=cwd, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                       stderr=subprocess.STDOUT, start_new_session=True, pass_fds=(req_r, rep_w))
+        except OSError:
+            os.close(req_w)
+            os.close(rep_r)
+            raise
+        finally:
+            os.close(req_r)
+            os.close(rep_w)
+        return process, self._attach(process, req_w, rep_r, chip_reset=chip_reset)
+
+    def _attach(self, process: subprocess.Popen[bytes], requests_fd: int, replies_fd: int, *,
+                chip_reset: bool) -> threading.Thread:
         with self._lock:
             if chip_reset:
                 self.core.chip_reset()
