@@ -70,7 +70,7 @@ while [ $# -gt 0 ]; do
     --tool) need_value "$@"; tool=$2; shift ;;
     --firmware) need_value "$@"; firmware=$2; shift ;;
     --firmware-sha256) need_value "$@"; firmware_sha256=$2; shift ;;
-    --skip-flash) flash=0 ;;
+    --skip-flash|--no-flash) flash=0 ;;  # --no-flash: its name before
     --wifi-ssid) need_value "$@"; ssid=$2; shift ;;
     --wifi-password-file) need_value "$@"; wifi_password_file=$2; shift ;;
     --wifi-password) die "--wifi-password: a password on the command line shows in ps and the shell's history; use --wifi-password-file FILE or \$SENSORNET_WIFI_PASSWORD" ;;
