@@ -41,6 +41,7 @@ if os.getenv("VIRTUAL_HUZZAH_MEASURE"):
     sys.exit(0)
 
 _globals = {"__name__": "__main__"}
+_fs = os.getcwd()  # the board's filesystem (before boot.py could change directory)
 
 
 def _pyexec_file(name):
@@ -61,9 +62,14 @@ _pyexec_file("boot.py")
 if not os.getenv("VIRTUAL_HUZZAH_RAW_REPL"):  # a soft reset in the raw REPL runs boot.py only
     _pyexec_file("main.py")
 if os.getenv("VIRTUAL_HUZZAH_CONSOLE"):
-    import _console  # loaded only now: no heap taken from the firmware while it runs
+    while True:  # a Ctrl-C meant for main.py may come as the REPL starts: start it again
+        try:
+            import _console  # loaded only now: no heap taken from the firmware while it runs
 
-    _console.serve(os.getenv("VIRTUAL_HUZZAH_CONSOLE"), _globals)
+            _console.serve(os.getenv("VIRTUAL_HUZZAH_CONSOLE"), _fs, _globals)
+            break
+        except KeyboardInterrupt:
+            pass
 else:
     print("MicroPython REPL (the virtual board's serial console takes no input)")
     while True:  # the REPL waits for input that never comes; the host powers the board off

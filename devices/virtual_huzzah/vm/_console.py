@@ -63,21 +63,35 @@ class _Flash:
         self._at(path).rmdir(path)
 
 
-def serve(fds, globals_):
+_req = _rep = _flash = None  # set up once: serve() starts again after a Ctrl-C that comes as it starts
+_announced = False
+
+
+def serve(fds, fs, globals_):
     # The REPL behind the serial console. Requests on the first fd: b"F<n>\n" or b"S<n>\n" and n
     # bytes of code, run as a file ("exec") or a friendly-REPL statement ("single"); replies on
     # the second: b"R<banner>\n" at the REPL, b"D<n>\n" + the exception text when a command
     # is done, b"B\n" for a soft reset (SystemExit). A command's sys.stdin is the console's input.
-    req_fd, rep_fd = fds.split(",")
-    req = open("/dev/fd/" + req_fd, "rb")  # noqa: SIM115 (both open for the VM's lifetime)
-    rep = open("/dev/fd/" + rep_fd, "wb")  # noqa: SIM115
-    host = [os.getenv("VIRTUAL_HUZZAH_HW") or "."] + [p for p in sys.path if p.startswith("/")]
-    flash = _Flash(vfs.VfsPosix(os.getcwd()), vfs.VfsPosix(), host)
-    vfs.umount("/")  # the board's flash is "/" (mpremote and rshell use absolute paths)
-    vfs.mount(flash, "/")
-    os.chdir("/")
+    # fs: the board's filesystem (a host directory), which becomes "/".
+    global _req, _rep, _flash, _announced
+    if _req is None:
+        _req = open("/dev/fd/" + fds.split(",")[0], "rb")  # noqa: SIM115 (open for the VM's lifetime)
+    if _rep is None:
+        _rep = open("/dev/fd/" + fds.split(",")[1], "wb")  # noqa: SIM115
+    if _flash is None:
+        host = [os.getenv("VIRTUAL_HUZZAH_HW") or "."] + [p for p in sys.path if p.startswith("/")]
+        try:
+            vfs.umount("/")  # the board's flash is "/" (mpremote and rshell use absolute paths)
+        except OSError:
+            pass
+        vfs.mount(_Flash(vfs.VfsPosix(fs), vfs.VfsPosix(), host), "/")
+        os.chdir("/")
+        _flash = True
+    req, rep = _req, _rep
     gc.collect()
-    rep.write(b"R" + sys.version.split("; ", 1)[-1].encode() + b"; ESP module with ESP8266\n")
+    if not _announced:
+        rep.write(b"R" + sys.version.split("; ", 1)[-1].encode() + b"; ESP module with ESP8266\n")
+        _announced = True
     while True:
         try:
             head = req.readline()
