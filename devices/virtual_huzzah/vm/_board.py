@@ -7,6 +7,9 @@
 # pyexec_file does, boot.py and main.py run from the board's filesystem (the current directory)
 # in one __main__ namespace; an exception is printed and the boot goes on; when main.py returns
 # (safe mode) the board idles at its REPL. Run as `micropython -m _board` from the board's filesystem.
+# With a serial console (VIRTUAL_HUZZAH_CONSOLE="<request fd>,<reply fd>", virtual_huzzah.serialport):
+# Ctrl-C (SIGINT) interrupts boot.py/main.py as on the board, and the REPL runs what the host's
+# REPL protocol core sends (vm/_console.py), with the board's filesystem mounted at "/".
 import gc
 import os
 import sys
@@ -38,6 +41,7 @@ if os.getenv("VIRTUAL_HUZZAH_MEASURE"):
     sys.exit(0)
 
 _globals = {"__name__": "__main__"}
+_fs = os.getcwd()  # the board's filesystem (before boot.py could change directory)
 
 
 def _pyexec_file(name):
@@ -48,14 +52,25 @@ def _pyexec_file(name):
         return
     try:
         exec(code, _globals)
-    except (KeyboardInterrupt, SystemExit):
+    except SystemExit:
         raise
-    except BaseException as e:
+    except BaseException as e:  # KeyboardInterrupt too: Ctrl-C on the console stops the script
         sys.print_exception(e)
 
 
 _pyexec_file("boot.py")
-_pyexec_file("main.py")
-print("MicroPython REPL (the virtual board's serial console takes no input)")
-while True:  # the REPL waits for input that never comes; the host powers the board off
-    time.sleep(3600)
+if not os.getenv("VIRTUAL_HUZZAH_RAW_REPL"):  # a soft reset in the raw REPL runs boot.py only
+    _pyexec_file("main.py")
+if os.getenv("VIRTUAL_HUZZAH_CONSOLE"):
+    while True:  # a Ctrl-C meant for main.py may come as the REPL starts: start it again
+        try:
+            import _console  # loaded only now: no heap taken from the firmware while it runs
+
+            _console.serve(os.getenv("VIRTUAL_HUZZAH_CONSOLE"), _fs, _globals)
+            break
+        except KeyboardInterrupt:
+            pass
+else:
+    print("MicroPython REPL (the virtual board's serial console takes no input)")
+    while True:  # the REPL waits for input that never comes; the host powers the board off
+        time.sleep(3600)
