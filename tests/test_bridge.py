@@ -369,7 +369,7 @@ def test_config_that_is_a_directory_exits_2_naming_it(tmp_path):
 def test_example_config_is_valid_and_documents_every_key():
     example = REPO / "bridge" / "bridge.example.toml"
     cfg, _ = load_config(["--config", str(example)], environ={"SENSORNET_BRIDGE_PASSWORD": "pw"})
-    assert cfg.mqtt.client_id == "sensornet-bridge"
+    assert cfg.mqtt.client_id == "bridge"
     assert cfg.mqtt.port == 1883
     assert cfg.endpoints
     assert cfg.store_max_bytes == 64 * 1024 * 1024

@@ -40,7 +40,7 @@ SCHEMA: dict[str, dict[str, tuple[type, Any]]] = {
         "username": (str, "bridge"),
         "password": (str, None),
         "password_file": (str, None),
-        "client_id": (str, "sensornet-bridge"),
+        "client_id": (str, None),
         "keepalive_s": (int, 60),
     },
     "bridge": {
@@ -69,9 +69,9 @@ class MqttSettings:
 
     host: str = "localhost"
     port: int = 1883
-    username: str | None = "bridge"
+    username: str = "bridge"
     password: str | None = field(default=None, repr=False)
-    client_id: str = "sensornet-bridge"
+    client_id: str = "bridge"
     keepalive_s: int = 60
 
 
@@ -189,7 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--port", type=int, help="broker port (default 1883)")
     parser.add_argument("--username", help="broker account (default bridge)")
     parser.add_argument("--password-file", help="file holding the broker password")
-    parser.add_argument("--client-id", help="MQTT client id of the persistent session (default sensornet-bridge)")
+    parser.add_argument("--client-id", help="MQTT client id of the persistent session (default: the username)")
     parser.add_argument("--endpoint", action="append", metavar="URL",
                         help="ws://, wss:// or tcp://HOST:PORT endpoint (repeatable; replaces the file's list)")
     parser.add_argument("--endpoint-without-ack", action="append", metavar="URL", default=[],
@@ -221,10 +221,12 @@ def resolve(args: argparse.Namespace, environ: Mapping[str, str] | None = None) 
     if not host:
         raise ConfigError("--host: empty" if args.host is not None else f"{name}: [mqtt] host: empty")
     client_id = pick("mqtt", "client_id", args.client_id)
+    username = pick("mqtt", "username", args.username)
+    if client_id is None:
+        client_id = username  # the broker may enforce it (use_username_as_clientid)
     if not client_id:
         raise ConfigError("--client-id: empty" if args.client_id is not None else
                           f"{name}: [mqtt] client_id: empty (a persistent session needs a fixed client id)")
-    username = pick("mqtt", "username", args.username)
     if not username:
         raise ConfigError("--username: empty; name the broker account (e.g. --username bridge)"
                           if args.username is not None else
