@@ -224,14 +224,14 @@ def resolve(args: argparse.Namespace, environ: Mapping[str, str] | None = None) 
     username = pick("mqtt", "username", args.username)
     if client_id is None:
         client_id = username  # the broker may enforce it (use_username_as_clientid)
-    if not client_id:
-        raise ConfigError("--client-id: empty" if args.client_id is not None else
-                          f"{name}: [mqtt] client_id: empty (a persistent session needs a fixed client id)")
     if not username:
         raise ConfigError("--username: empty; name the broker account (e.g. --username bridge)"
                           if args.username is not None else
                           f"{name}: [mqtt] username: empty; name the broker account (username = \"bridge\") "
                           "or remove the key for the default")
+    if not client_id:
+        raise ConfigError("--client-id: empty" if args.client_id is not None else
+                          f"{name}: [mqtt] client_id: empty (a persistent session needs a fixed client id)")
     settings = MqttSettings(host=host, port=port, username=username,
                             password=_password(args, mqtt_file, name, environ),
                             client_id=client_id, keepalive_s=keepalive)
