@@ -28,7 +28,7 @@ step = mkdir -p .cache; echo "setup: $(1)"; \
 	if ! { $(2) ; } >>$(SETUP_LOG) 2>&1; then \
 	  echo "setup: FAILED: $(1); the last lines of $(SETUP_LOG):" >&2; tail -n 25 $(SETUP_LOG) >&2; exit 1; fi
 
-.PHONY: help setup test check demo bench firmware clean mosquitto
+.PHONY: help setup test check demo bench firmware clean mosquitto systemd-tools
 
 help:
 	@echo "make demo [DURATION=30]   broker + three virtual Feather Huzzahs + bridge + endpoint"
@@ -38,7 +38,7 @@ help:
 	@echo "make firmware             build/firmware: the firmware as deployed (boot.py, main.py, the rest as .mpy)"
 	@echo "make setup                only the set-up both of them do"
 
-setup: $(VENV)/.installed $(MPLIB)/umqtt/simple.py mosquitto $(MPY_BUILD)/micropython firmware
+setup: $(VENV)/.installed $(MPLIB)/umqtt/simple.py mosquitto systemd-tools $(MPY_BUILD)/micropython firmware
 
 $(VENV)/.installed: pyproject.toml
 	@if ! $(PYTHON) -c 'import venv, ensurepip' 2>/dev/null; then \
@@ -52,6 +52,11 @@ $(VENV)/.installed: pyproject.toml
 mosquitto:
 	@if ! { command -v mosquitto || [ -x /usr/sbin/mosquitto ]; } >/dev/null || ! command -v mosquitto_sub >/dev/null; then \
 	  $(call step,installing mosquitto and mosquitto-clients with apt-get (the broker the tests and the demo run; takes a minute),$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq mosquitto mosquitto-clients); fi
+
+# systemd-analyze: the tests check the bridge's unit with `systemd-analyze verify`.
+systemd-tools:
+	@if ! command -v systemd-analyze >/dev/null; then \
+	  $(call step,installing systemd with apt-get (systemd-analyze checks the bridge's unit in the tests),$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq systemd); fi
 
 # pip downloads the sdist but cannot build it (no setup.py): unpack it and keep umqtt/simple.py.
 $(MPLIB)/umqtt/simple.py: | $(VENV)/.installed
@@ -81,6 +86,7 @@ demo: setup
 
 bench: setup
 	$(BIN)/python -m tests.bench
+	$(BIN)/python -m tests.bench_bridge
 
 clean:
 	rm -rf $(VENV) .cache .sensornet build .pytest_cache .mypy_cache .ruff_cache

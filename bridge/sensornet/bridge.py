@@ -108,13 +108,16 @@ class Bridge:
     Use `await bridge.run()` (returns after the shutdown), and `await bridge.stop()` from another
     task, or `bridge.request_stop()` from a signal handler; `await bridge.wait_subscribed(timeout)`
     is True once the subscriptions are granted. `stats` holds the counters, `store` the Store
-    while running. on_tick: called about once a second on the loop while running (the systemd
-    watchdog). One run() per object. run() raises StoreError when the store cannot be opened.
+    while running, oldest_unacked_age_s the store's oldest_unacked_age() as of the last tick.
+    on_ready: called once the store is open and the MQTT client started; on_tick: about once a
+    second from the loop while running (the systemd watchdog, sensornet.service). One run() per
+    object. run() raises StoreError when the store cannot be opened.
     """
 
     def __init__(self, config: BridgeConfig, *, state_dir: Path | None = None, drain_timeout: float = 3.0,
                  backoff: Callable[[], Backoff] = Backoff, clock: Callable[[], datetime] | None = None,
-                 synchronous: str = "FULL", on_tick: Callable[[], None] | None = None):
+                 synchronous: str = "FULL", on_tick: Callable[[], None] | None = None,
+                 on_ready: Callable[[], None] | None = None):
         self.config = config
         self.state_dir = Path(state_dir or config.state_dir or default_state_dir())
         self.drain_timeout = drain_timeout
@@ -125,7 +128,8 @@ class Bridge:
         self._backoff = backoff
         self._clock_kwargs: dict[str, Any] = {"clock": clock} if clock else {}
         self._synchronous = synchronous
-        self._on_tick = on_tick
+        self._on_tick, self._on_ready = on_tick, on_ready
+        self.oldest_unacked_age_s = 0.0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._client: mqtt.Client | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -166,6 +170,8 @@ class Bridge:
         self._client = self._make_client()
         self._client.connect_async(mqtt_conf.host, mqtt_conf.port, mqtt_conf.keepalive_s)
         self._client.loop_start()
+        if self._on_ready is not None:
+            self._on_ready()
         try:
             await self._stop_requested.wait()
         finally:
@@ -197,6 +203,8 @@ class Bridge:
 
     async def _tick(self) -> None:
         while True:
+            if self.store is not None:
+                self.oldest_unacked_age_s = self.store.oldest_unacked_age()
             if self._on_tick is not None:
                 self._on_tick()
             await asyncio.sleep(1.0)
@@ -352,16 +360,6 @@ class Bridge:
                 sender.wake()
 
 
-def configure_logging(level: str = "INFO") -> None:
-    """One line per event to stderr: time, level, logger, message (no time under journald, which adds it)."""
-    stamp = "" if os.environ.get("JOURNAL_STREAM") else "%(asctime)s "
-    logging.basicConfig(stream=sys.stderr, level=getattr(logging, level),
-                        format=stamp + "%(levelname)s %(name)s: %(message)s")
-    quiet = logging.DEBUG if level == "DEBUG" else logging.WARNING
-    paho_log.setLevel(quiet)
-    logging.getLogger("websockets").setLevel(quiet)
-
-
 async def serve(bridge: Bridge) -> None:
     """Run `bridge` until SIGTERM or SIGINT."""
     loop = asyncio.get_running_loop()
@@ -381,10 +379,24 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except SystemExit as e:  # argparse: --help (0) or a bad flag (2), message already printed
         return e.code if isinstance(e.code, int) else 2
+    from .service import SystemdNotifier, configure_logging, serve_metrics  # only the command needs them
+
     configure_logging(level)
+
+    notifier = SystemdNotifier()
+    bridge = Bridge(config, on_ready=notifier.ready, on_tick=lambda: notifier.tick(bridge.stats))
+    if config.metrics_port:
+        try:
+            serve_metrics(bridge, config.metrics_port)
+        except OSError as e:
+            log.error("metrics: cannot listen on port %d: %s", config.metrics_port, e.strerror or e)
+            return 1
+        log.info("metrics: http://0.0.0.0:%d/metrics", config.metrics_port)
     try:
-        asyncio.run(serve(Bridge(config)))
+        asyncio.run(serve(bridge))
     except StoreError as e:
         log.error("%s", e)
         return 1
+    finally:
+        notifier.stopping()
     return 0
