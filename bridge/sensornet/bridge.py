@@ -61,7 +61,7 @@ from feather_huzzah import topics
 
 from . import paths
 from .bridge_config import BridgeConfig, ConfigError, load_config
-from .envelope import SUBSCRIPTIONS, RejectedMessage, parse_message_text
+from .envelope import SUBSCRIPTIONS, RejectedMessage, format_timestamp, parse_message_text, utc_now
 from .outbox import Backoff, BridgeStats
 from .senders import EndpointSender
 from .store import Store, StoreError, store_path
@@ -126,7 +126,7 @@ class Bridge:
         self.senders: list[EndpointSender] = []
         self.subscriptions = subscriptions(config.share_group)
         self._backoff = backoff
-        self._clock_kwargs: dict[str, Any] = {"clock": clock} if clock else {}
+        self._clock = clock or utc_now
         self._synchronous = synchronous
         self._on_tick, self._on_ready = on_tick, on_ready
         self.oldest_unacked_age_s = 0.0
@@ -329,11 +329,12 @@ class Bridge:
             self._inbox.popleft()
         bodies: list[bytes] = []
         max_bytes = self.config.max_payload_bytes
+        received_at = format_timestamp(self._clock())  # one time for the batch: it arrived together
         for topic, payload, retain, qos, _mid, _session in batch:
             self.stats.received += 1
             try:
                 _envelope, text = parse_message_text(topic, payload, retain=retain, qos=qos,
-                                                     max_payload_bytes=max_bytes, **self._clock_kwargs)
+                                                     max_payload_bytes=max_bytes, received_at=received_at)
             except RejectedMessage as e:
                 self.stats.rejected[e.reason] += 1
                 log.warning("rejected %s on %s: %s", e.reason, e.topic, e.detail)

@@ -17,9 +17,11 @@ JSON with an added "via" key instead.
 Acknowledgements (what lets the bridge advance its cursor, sensornet.senders): after taking
 envelopes the endpoint answers {"ack": N}, N the number of frames (WebSocket, as a text frame)
 or lines (TCP, as a line) received on this connection so far, malformed ones included;
-cumulative, sent once per batch that arrived together. An envelope is acknowledged only after
-it was printed (and stdout flushed) or queued. Malformed frames or lines are counted and logged to
-stderr; the connection stays open. Once both servers listen it prints to stderr
+cumulative: over WebSocket at most one per ACK_DELAY_S (5 ms), over TCP one per read. An
+envelope is acknowledged only after it was printed (and stdout flushed) or queued.
+
+Malformed frames or lines are counted and logged to stderr; the connection stays open. Once
+both servers listen it prints to stderr
 `listening: ws://HOST:PORT tcp://HOST:PORT`.
 
 Library use (tests, demos): `Endpoint(host, ws_port=0, tcp_port=0)` picks free ports;
@@ -49,6 +51,8 @@ log = logging.getLogger("sensornet.endpoint")
 DEFAULT_HOST = "0.0.0.0"
 DEFAULT_WS_PORT = 8765
 DEFAULT_TCP_PORT = 8081
+ACK_DELAY_S = 0.005
+"""How long a WebSocket acknowledgement waits for more frames to cover (seconds)."""
 
 
 class Received(NamedTuple):
@@ -186,7 +190,7 @@ class Endpoint:
         with contextlib.suppress(ConnectionClosed):
             while True:
                 await pending.wait()
-                await asyncio.sleep(0)  # let the handler take the frames that arrived together
+                await asyncio.sleep(ACK_DELAY_S)  # one acknowledgement for the frames of the next moment
                 pending.clear()
                 await ws.send(_ack(taken[0]))
 

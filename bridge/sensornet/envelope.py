@@ -146,6 +146,11 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
+# One decoder and one encoder for every call (json.loads/json.dumps with options build a new one each time).
+_decode = json.JSONDecoder(parse_constant=_reject_constant).decode
+_encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True, allow_nan=False).encode
+
+
 def parse_json(text: str) -> Any:
     """Parse a strict JSON document (RFC 8259): NaN and Infinity are refused.
 
@@ -153,7 +158,7 @@ def parse_json(text: str) -> Any:
     integers too long for int() (Python's 4300-digit limit).
     """
     try:
-        return json.loads(text, parse_constant=_reject_constant)
+        return _decode(text)
     except RecursionError:
         raise ValueError(_NESTED_TOO_DEEPLY) from None
 
@@ -249,31 +254,53 @@ def parse_message(topic: str | bytes, payload: bytes, *, retain: bool = False, q
                               max_payload_bytes=max_payload_bytes)[0]
 
 
+# topic as received -> (topic, client_id, kind, the envelope's JSON up to its payload), for topics
+# seen before (a few per device); emptied when it grows past _TOPIC_CACHE_MAX.
+_topic_cache: dict[str | bytes, tuple[str, str, str, str]] = {}
+_TOPIC_CACHE_MAX = 10_000
+
+
+def _topic_parts(topic: str | bytes) -> tuple[str, str, str, str]:
+    parts = _topic_cache.get(topic)
+    if parts is None:
+        topic_text, client_id, kind = split_topic(topic)
+        head = (f'{{"topic":{encode_json(topic_text)},"client_id":{encode_json(client_id)},'
+                f'"kind":{encode_json(kind)},"payload":')
+        if len(_topic_cache) >= _TOPIC_CACHE_MAX:
+            _topic_cache.clear()
+        parts = _topic_cache[topic] = (topic_text, client_id, kind, head)
+    return parts
+
+
 def parse_message_text(topic: str | bytes, payload: bytes, *, retain: bool = False, qos: int = 0,
                        clock: Callable[[], datetime] = utc_now,
-                       max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES) -> tuple[dict[str, Any], str]:
-    """parse_message() and the envelope's encode_text() in one pass (the payload is encoded once)."""
-    topic_text, client_id, kind = split_topic(topic)
+                       max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
+                       received_at: str | None = None) -> tuple[dict[str, Any], str]:
+    """parse_message() and the envelope's encode_text() in one pass (the payload is encoded once).
+
+    received_at: the envelope's received_at (format_timestamp's format) when the caller took it
+    already (the bridge takes it once per batch); None: format_timestamp(clock()).
+    """
+    topic_text, client_id, kind, head = _topic_parts(topic)
     try:
         value, value_json = _decode_payload(payload, kind, max_payload_bytes)
     except RejectedMessage as e:
         flags = f"QoS {qos}{', retained' if retain else ''}"
         raise RejectedMessage(e.reason, f"{e.detail} ({flags})", topic_text) from None
-    received_at = format_timestamp(clock())
+    if received_at is None:
+        received_at = format_timestamp(clock())
     ts = _capture_ts(value)
     ident = message_id(topic, payload)
     envelope = {"topic": topic_text, "client_id": client_id, "kind": kind, "payload": value,
                 "received_at": received_at, "ts": ts, "id": ident}
     # The same text encode_json(envelope) gives, without encoding the payload a second time.
-    text = (f'{{"topic":{encode_json(topic_text)},"client_id":{encode_json(client_id)},'
-            f'"kind":{encode_json(kind)},"payload":{value_json},"received_at":"{received_at}",'
-            f'"ts":{"null" if ts is None else ts},"id":"{ident}"}}')
+    text = f'{head}{value_json},"received_at":"{received_at}","ts":{"null" if ts is None else ts},"id":"{ident}"}}'
     return envelope, text
 
 
 def encode_json(value: Any) -> str:
     """Compact, ASCII-only JSON for an envelope or a payload value (str, no newline)."""
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
+    return _encode(value)
 
 
 def encode_text(envelope: dict[str, Any]) -> str:
