@@ -187,6 +187,7 @@ def test_endpoint_restart_loses_nothing(broker, device, via):
         async with running(fast_bridge(config(broker, url))) as bridge:
             await publish(device, TSL, reading(1))
             assert seqs((await collect(ep, 1))[via]) == [1]
+            await wait_until_async(lambda: bridge.stats.delivered[url] == 1, 5, "the endpoint's acknowledgement")
             await ep.stop()
             for seq in (2, 3, 4):
                 await publish(device, TSL, reading(seq))

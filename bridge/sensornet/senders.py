@@ -57,8 +57,11 @@ class _WsConnection:
         return cls(await ws_connect(url, open_timeout=CONNECT_TIMEOUT_S, max_size=2 ** 20, compression=None))
 
     async def send(self, bodies: list[bytes]) -> None:
-        for body in bodies:
-            await self.ws.send(body.decode("ascii"))
+        # One text frame per envelope (the bodies are ASCII JSON already), all written to the
+        # socket in one go: websockets' send_context() is what its send() does per message.
+        async with self.ws.send_context():
+            for body in bodies:
+                self.ws.protocol.send_text(body)
 
     async def incoming(self) -> AsyncIterator[str | bytes]:
         async for frame in self.ws:
