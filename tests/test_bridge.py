@@ -219,6 +219,42 @@ def test_full_store_stops_acknowledging_the_broker_and_loses_nothing(broker, dev
     asyncio.run(scenario())
 
 
+class SilentReceiver:
+    """A plain TCP receiver that never acknowledges: collects the lines it is sent."""
+
+    def __init__(self) -> None:
+        self.lines: list[dict] = []
+
+    async def __aenter__(self) -> str:
+        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            while line := await reader.readline():
+                self.lines.append(json.loads(line))
+            writer.close()
+        self.server = await asyncio.start_server(handle, "127.0.0.1", 0)
+        return f"tcp://127.0.0.1:{self.server.sockets[0].getsockname()[1]}"
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.server.close()
+
+
+def test_endpoint_without_acks_counts_what_was_written_and_an_undeclared_one_keeps_its_backlog(broker, device):
+    async def scenario():
+        declared, undeclared = SilentReceiver(), SilentReceiver()
+        async with declared as silent_url, undeclared as other_url:
+            cfg = config(broker, silent_url, other_url, endpoints_without_ack=frozenset({silent_url}))
+            async with running(fast_bridge(cfg, drain_timeout=0.1)) as bridge:
+                for seq in (1, 2, 3):
+                    await publish(device, TSL, reading(seq))
+                await wait_until_async(lambda: bridge.stats.delivered[silent_url] == 3, 5, "3 written to the socket")
+                await wait_until_async(lambda: len(undeclared.lines) == 3, 5, "3 sent to the other")
+                assert bridge.store.backlog(silent_url) == 0
+                # it should acknowledge but does not: its cursor stays, so the envelopes stay stored
+                assert bridge.store.backlog(other_url) == 3
+                assert bridge.stats.delivered[other_url] == 0
+        assert [e["payload"]["seq"] for e in declared.lines] == [1, 2, 3]
+    asyncio.run(scenario())
+
+
 # ---- bridge restarts ----
 
 def test_restart_with_same_client_id_gets_messages_published_while_down(broker, device):

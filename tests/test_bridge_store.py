@@ -46,6 +46,18 @@ def test_reopened_store_keeps_rows_and_cursors_and_never_reuses_a_seq(tmp_path):
     assert third.fetch(2, 10) == [(3, b"z")]
 
 
+def test_a_new_endpoint_gets_what_arrives_from_now_on_and_a_removed_one_releases_its_rows(tmp_path):
+    path = tmp_path / "s.sqlite3"
+    store = Store(path, [A], max_bytes=10 ** 6)
+    store.append([b"old1", b"old2"])
+    store.close()
+    again = Store(path, [B], max_bytes=10 ** 6)  # A no longer configured, B new
+    assert again.cursors == {B: 2}
+    assert (again.stored_bytes, again.fetch(0, 10)) == (0, [])
+    again.append([b"new"])
+    assert again.fetch(again.cursors[B], 10) == [(3, b"new")]
+
+
 def test_full_at_the_byte_bound(tmp_path):
     store = Store(tmp_path / "s.sqlite3", [A], max_bytes=100)
     store.append([b"x" * 60])

@@ -46,7 +46,7 @@ class Store:
     """Envelopes (encoded bytes, one per row) and per-endpoint cursors; see the module docstring.
 
     path: the database file (its directory is made); endpoints: the endpoint URLs (a new one
-    starts at the oldest row still held; cursors of endpoints no longer configured are dropped);
+    starts after the newest row; cursors of endpoints no longer configured are dropped);
     max_bytes: the bound on stored bytes; synchronous: "FULL" or "NORMAL"; clock: wall-clock
     seconds for stored_at (time.time). Raises StoreError when the file cannot be opened.
     """
@@ -74,9 +74,11 @@ class Store:
         if first is None:  # empty: the next seq is after every seq ever used
             row = db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'envelopes'").fetchone()
             self.last_seq = int(row[0]) if row else 0
-        start = (first - 1) if first is not None else self.last_seq
+        # A new endpoint starts after the last envelope stored: it gets what arrives from now on
+        # (envelopes still held for endpoints no longer configured are dropped with their cursors).
         known = dict(db.execute("SELECT endpoint, seq FROM cursors").fetchall())
-        self.cursors = {url: known.get(url, start) for url in endpoints}
+        self.cursors = {url: known.get(url, self.last_seq) for url in endpoints}
+        start = (first - 1) if first is not None else self.last_seq
         db.execute("BEGIN")
         db.execute(f"DELETE FROM cursors WHERE endpoint NOT IN ({','.join('?' * len(endpoints))})", tuple(endpoints))
         db.executemany("INSERT OR REPLACE INTO cursors VALUES (?, ?)", self.cursors.items())
