@@ -181,9 +181,9 @@ class EndpointSender:
                 if not rows:
                     waiter = room if len(inflight) >= WINDOW else self._wakeup
                     waiter.clear()
-                    if waiter is self._wakeup and self.store.last_seq > sent_upto:
-                        continue
-                    if waiter is room and len(inflight) < WINDOW:
+                    if (waiter is self._wakeup and self.store.last_seq > sent_upto) or (
+                            waiter is room and len(inflight) < WINDOW):
+                        await asyncio.sleep(0)  # it changed meanwhile: look again (never spin without yielding)
                         continue
                     wait = asyncio.ensure_future(waiter.wait())
                     await asyncio.wait([wait, reader], return_when=asyncio.FIRST_COMPLETED)
