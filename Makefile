@@ -34,7 +34,7 @@ step = mkdir -p .cache; echo "setup: $(1)"; \
 	if ! { $(2) ; } >>$(SETUP_LOG) 2>&1; then \
 	  echo "setup: FAILED: $(1); the last lines of $(SETUP_LOG):" >&2; tail -n 25 $(SETUP_LOG) >&2; exit 1; fi
 
-.PHONY: help setup platform test check demo bench firmware clean mosquitto chromium
+.PHONY: help setup platform test check demo bench firmware clean mosquitto chromium systemd-tools
 
 help:
 	@echo "make demo [DURATION=30]   broker + three virtual Feather Huzzahs + bridge + endpoint + dashboard (its URL printed)"
@@ -44,7 +44,7 @@ help:
 	@echo "make firmware             build/firmware: the firmware as deployed (boot.py, main.py, the rest as .mpy)"
 	@echo "make setup                only the set-up both of them do"
 
-setup: platform $(VENV)/.installed $(MPLIB)/umqtt/simple.py mosquitto $(MPY_BUILD)/micropython firmware $(UPLOT) chromium
+setup: platform $(VENV)/.installed $(MPLIB)/umqtt/simple.py mosquitto systemd-tools $(MPY_BUILD)/micropython firmware $(UPLOT) chromium
 
 # First: a supported OS and Python 3.11+ (README, "Set-up"), else a message naming the fix, status 2.
 platform:
@@ -71,6 +71,11 @@ $(UPLOT):
 chromium:
 	@if [ ! -x $(CHROMIUM) ]; then \
 	  $(call step,installing chromium with apt-get (the dashboard's browser tests drive it with playwright; takes a few minutes),$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq --no-install-recommends chromium); fi
+
+# systemd-analyze: the tests check the bridge's unit with `systemd-analyze verify`.
+systemd-tools:
+	@if ! command -v systemd-analyze >/dev/null; then \
+	  $(call step,installing systemd with apt-get (systemd-analyze checks the bridge's unit in the tests),$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq systemd); fi
 
 # pip downloads the sdist but cannot build it (no setup.py): unpack it and keep umqtt/simple.py.
 $(MPLIB)/umqtt/simple.py: | $(VENV)/.installed
@@ -100,6 +105,7 @@ demo: setup
 
 bench: setup
 	$(BIN)/python -m tests.bench
+	$(BIN)/python -m tests.bench_bridge
 
 clean:
 	rm -rf $(VENV) .cache .sensornet build .pytest_cache .mypy_cache .ruff_cache

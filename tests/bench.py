@@ -4,12 +4,11 @@ heap   on the 32-bit virtual Feather Huzzah, for the .py deployment (sources com
        board) and the .mpy one (`make firmware`): the smallest heap the firmware boots and runs
        10 publish cycles in, and the free heap at the ESP8266's 38 KB as the firmware itself
        reports it after each publish (gc.mem_free() after gc.collect(), on its console)
-bridge throughput of broker -> bridge -> endpoint, messages per second
+(The bridge's benchmark, against mosquitto_sub and Node-RED, is tests/bench_bridge.py.)
 """
 
 from __future__ import annotations
 
-import asyncio
 import os
 import platform
 import shutil
@@ -19,11 +18,8 @@ import threading
 import time
 from pathlib import Path
 
-import paho.mqtt.client as mqtt
-
 from sensornet.broker import Broker
-from sensornet.endpoint import Endpoint
-from tests.helpers import BRIDGE_PASSWORD, DEVICE_PASSWORD, Sensornet, device_config, free_port
+from tests.helpers import BRIDGE_PASSWORD, DEVICE_PASSWORD, device_config, free_port
 from virtual_huzzah.board import DEPLOY_DIR, FIRMWARE_DIR, VirtualBoard, client_id_for
 from virtual_huzzah.runtime import ESP8266_HEAP, find_micropython, model_overhead
 
@@ -103,41 +99,9 @@ def bench_heap(cycles: int = 10) -> None:
               f"min {low} B ({100 * low / ESP8266_HEAP:.0f}%), last {free[-1] if free else 0} B")
 
 
-async def _bridge_throughput(n: int = 2000) -> None:
-    with tempfile.TemporaryDirectory() as tmp:
-        port = free_port()
-        with Broker(Path(tmp) / "broker", port=port, bind="127.0.0.1",
-                    accounts={"bridge": BRIDGE_PASSWORD, "huzzah-bench": "pw"}):
-            async with Endpoint("127.0.0.1", 0, 0) as ep:
-                env = dict(os.environ, SENSORNET_BRIDGE_PASSWORD=BRIDGE_PASSWORD)
-                bridge = Sensornet("bridge", "--host", "127.0.0.1", "--port", str(port), "--endpoint", ep.ws_url,
-                                   env=env)
-                try:
-                    # its subscriptions granted: from here on nothing published is lost to it
-                    await asyncio.to_thread(bridge.wait_line, "subscribed:", "stderr", 30)
-                    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="huzzah-bench")
-                    client.username_pw_set("huzzah-bench", "pw")
-                    client.max_inflight_messages_set(100)
-                    client.connect("127.0.0.1", port)
-                    client.loop_start()
-                    t0 = time.perf_counter()
-                    for i in range(n):
-                        client.publish("sensors/huzzah-bench/tsl2561", b'{"lux": 1.0, "seq": %d}' % i, qos=1)
-                    for _ in range(n):
-                        await ep.get(30)
-                    elapsed = time.perf_counter() - t0
-                    client.loop_stop()
-                    client.disconnect()
-                finally:
-                    await asyncio.to_thread(bridge.stop)
-    print(f"bridge: {n} QoS 1 messages device -> broker -> bridge -> WebSocket endpoint in {elapsed:.2f} s: "
-          f"{n / elapsed:.0f} messages/s")
-
-
 def main() -> None:
     print(f"machine: {machine()}")
     bench_heap()
-    asyncio.run(_bridge_throughput())
 
 
 if __name__ == "__main__":

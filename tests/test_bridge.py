@@ -18,8 +18,7 @@ import pytest
 from sensornet.bridge import Bridge
 from sensornet.bridge_config import SCHEMA, BridgeConfig, ConfigError, MqttSettings, load_config
 from sensornet.endpoint import Endpoint
-from sensornet.outbox import Backoff, Outbox
-from sensornet.spool import spool_path
+from sensornet.outbox import Backoff
 from tests.helpers import BRIDGE_PASSWORD, DEVICE_PASSWORD, REPO, Sensornet, free_port, run_sensornet, wait_until_async
 
 pytestmark = pytest.mark.timeout(60)
@@ -29,6 +28,13 @@ TSL = f"sensors/{DEVICE}/tsl2561"
 
 
 # ---- helpers ----
+
+@pytest.fixture(autouse=True)
+def state_directory(tmp_path, monkeypatch):
+    """Every Bridge here keeps its store in the test's own directory ($STATE_DIRECTORY)."""
+    monkeypatch.setenv("STATE_DIRECTORY", str(tmp_path / "state"))
+    return tmp_path / "state"
+
 
 @pytest.fixture
 def device(broker):
@@ -138,10 +144,16 @@ def test_rejected_messages_are_counted_and_good_ones_around_them_arrive(broker, 
                 await publish(device, TSL, json.dumps({"pad": "x" * 400}))             # too_large
                 await publish(device, f"sensors/{DEVICE}/has space", reading(9))        # bad_topic
                 await publish(device, TSL, reading(4))
-                got = await collect(ep, 8)
-                await wait_until_async(lambda: bridge.stats.received == 8, 5, "8 messages received")
-            assert bridge.stats.rejected == {"bad_json": 1, "not_utf8": 1, "too_large": 1, "bad_topic": 1}
-        assert seqs(got["ws"]) == seqs(got["tcp"]) == [1, 2, 3, 4]
+                await publish(device, TSL, b'{"lux": 1e999, "seq": 99}')                # not_encodable
+                await publish(device, TSL, reading(5))
+                await publish(device, TSL, b"[" * 140 + b"]" * 140)                      # too_deep
+                await publish(device, TSL, reading(6))
+                got = await collect(ep, 12)
+                await wait_until_async(lambda: bridge.stats.received == 12, 5, "12 messages received")
+            assert bridge.stats.rejected == {"bad_json": 1, "not_utf8": 1, "too_large": 1, "bad_topic": 1,
+                                             "not_encodable": 1, "too_deep": 1}
+            assert bridge.stats.acknowledged == 12
+        assert seqs(got["ws"]) == seqs(got["tcp"]) == [1, 2, 3, 4, 5, 6]
     asyncio.run(scenario())
 
 
@@ -157,7 +169,7 @@ def test_endpoint_down_at_start_gets_queued_messages_while_other_keeps_receiving
                     await publish(device, TSL, reading(seq))
                 live = await collect(ws_ep, 5)
                 assert seqs(live["ws"]) == [1, 2, 3, 4, 5]
-                assert bridge.stats.forwarded[tcp_url] == 0
+                assert bridge.stats.delivered[tcp_url] == 0
                 async with Endpoint("127.0.0.1", 0, tcp_port) as tcp_ep:
                     late = await collect(tcp_ep, 5, wait_s=10)
                     assert seqs(late["tcp"]) == [1, 2, 3, 4, 5]
@@ -175,6 +187,7 @@ def test_endpoint_restart_loses_nothing(broker, device, via):
         async with running(fast_bridge(config(broker, url))) as bridge:
             await publish(device, TSL, reading(1))
             assert seqs((await collect(ep, 1))[via]) == [1]
+            await wait_until_async(lambda: bridge.stats.delivered[url] == 1, 5, "the endpoint's acknowledgement")
             await ep.stop()
             for seq in (2, 3, 4):
                 await publish(device, TSL, reading(seq))
@@ -187,17 +200,58 @@ def test_endpoint_restart_loses_nothing(broker, device, via):
     asyncio.run(scenario())
 
 
-def test_full_queue_drops_oldest_and_counts(broker, device):
+def test_full_store_stops_acknowledging_the_broker_and_loses_nothing(broker, device):
     async def scenario():
         tcp_port = free_port()
         url = f"tcp://127.0.0.1:{tcp_port}"
-        async with running(fast_bridge(config(broker, url, queue_size=3))) as bridge:
-            for seq in range(1, 6):
+        # about 270 bytes per envelope: full after the second; the broker holds the rest
+        async with running(fast_bridge(config(broker, url, store_max_bytes=500))) as bridge:
+            for seq in (1, 2):
                 await publish(device, TSL, reading(seq))
-            await wait_until_async(lambda: bridge.stats.received == 5, 5, "5 messages received")
-            assert bridge.stats.dropped[url] == 2
+            await wait_until_async(lambda: bridge.stats.acknowledged == 2, 5, "2 messages stored")
+            for seq in range(3, 9):
+                await publish(device, TSL, reading(seq))
+            await wait_until_async(lambda: bridge.stats.full == 1, 5, "the store full")
+            assert bridge.stats.acknowledged == 2
             async with Endpoint("127.0.0.1", 0, tcp_port) as ep:
-                assert seqs((await collect(ep, 3, wait_s=10))["tcp"]) == [3, 4, 5]
+                assert seqs((await collect(ep, 8, wait_s=10))["tcp"]) == list(range(1, 9))
+            assert bridge.stats.acknowledged == 8
+    asyncio.run(scenario())
+
+
+class SilentReceiver:
+    """A plain TCP receiver that never acknowledges: collects the lines it is sent."""
+
+    def __init__(self) -> None:
+        self.lines: list[dict] = []
+
+    async def __aenter__(self) -> str:
+        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            while line := await reader.readline():
+                self.lines.append(json.loads(line))
+            writer.close()
+        self.server = await asyncio.start_server(handle, "127.0.0.1", 0)
+        return f"tcp://127.0.0.1:{self.server.sockets[0].getsockname()[1]}"
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.server.close()
+
+
+def test_endpoint_without_acks_counts_what_was_written_and_an_undeclared_one_keeps_its_backlog(broker, device):
+    async def scenario():
+        declared, undeclared = SilentReceiver(), SilentReceiver()
+        async with declared as silent_url, undeclared as other_url:
+            cfg = config(broker, silent_url, other_url, endpoints_without_ack=frozenset({silent_url}))
+            async with running(fast_bridge(cfg, drain_timeout=0.1)) as bridge:
+                for seq in (1, 2, 3):
+                    await publish(device, TSL, reading(seq))
+                await wait_until_async(lambda: bridge.stats.delivered[silent_url] == 3, 5, "3 written to the socket")
+                await wait_until_async(lambda: len(undeclared.lines) == 3, 5, "3 sent to the other")
+                assert bridge.store.backlog(silent_url) == 0
+                # it should acknowledge but does not: its cursor stays, so the envelopes stay stored
+                assert bridge.store.backlog(other_url) == 3
+                assert bridge.stats.delivered[other_url] == 0
+        assert [e["payload"]["seq"] for e in declared.lines] == [1, 2, 3]
     asyncio.run(scenario())
 
 
@@ -237,21 +291,22 @@ def test_broker_restart_bridge_reconnects_and_resumes_session(broker, device):
     asyncio.run(scenario())
 
 
-def test_undelivered_envelopes_are_saved_at_shutdown_and_sent_after_restart(broker, device, tmp_path):
+def test_stored_envelopes_are_sent_after_restart(broker, device, state_directory):
     async def scenario():
         tcp_port = free_port()
         url = f"tcp://127.0.0.1:{tcp_port}"
         cfg = config(broker, url)
-        async with running(fast_bridge(cfg, state_dir=tmp_path, drain_timeout=0.1)) as bridge:
+        async with running(fast_bridge(cfg, drain_timeout=0.1)) as bridge:
             for seq in (1, 2, 3):
                 await publish(device, TSL, reading(seq))
-            await wait_until_async(lambda: bridge.stats.received == 3, 5, "3 messages received")
-        assert spool_path(tmp_path, url).exists()
-        async with Endpoint("127.0.0.1", 0, tcp_port) as ep, running(fast_bridge(cfg, state_dir=tmp_path)):
+            await wait_until_async(lambda: bridge.stats.acknowledged == 3, 5, "3 messages stored and acknowledged")
+        assert list(state_directory.glob("store-*.sqlite3"))
+        async with Endpoint("127.0.0.1", 0, tcp_port) as ep, running(fast_bridge(cfg)) as again:
             assert seqs((await collect(ep, 3))["tcp"]) == [1, 2, 3]
             await publish(device, TSL, reading(4))
             assert seqs((await collect(ep, 1))["tcp"]) == [4]
-        assert not spool_path(tmp_path, url).exists()
+            await wait_until_async(lambda: again.store.backlog(url) == 0, 5, "every envelope acknowledged")
+        assert again.stats.received == 1  # 1-3 came from the store, not from the broker again
     asyncio.run(scenario())
 
 
@@ -302,6 +357,12 @@ GOOD = '[mqtt]\npassword = "x"\n[bridge]\nendpoints = ["ws://127.0.0.1:8765"]\n'
     ('[mqtt\nport = 1\n', [], "not valid TOML"),
     ('[bridge]\nendpoints = "ws://a:1"\n', [], "[bridge] endpoints: expected a list"),
     ('[brigde]\n', [], "unknown table [brigde]"),
+    ('[mqtt]\nusername = ""\n[bridge]\nendpoints = ["ws://a:1"]\n', [], "[mqtt] username: empty"),
+    ('[bridge]\nendpoints = ["ws://a:1"]\nstate_dir = ""\n', [], "[bridge] state_dir: empty"),
+    ('[bridge]\nendpoints = ["ws://a:1"]\nendpoints_without_ack = ["tcp://b:2"]\n', [],
+     "[bridge] endpoints_without_ack[0]: 'tcp://b:2' is not one of [bridge] endpoints"),
+    ('[bridge]\nendpoints = ["ws://a:1"]\nshare_group = "a/b"\n', [], "[bridge] share_group: 'a/b'"),
+    (GOOD, ["--username", ""], "--username: empty"),
     (GOOD, ["--port", "0"], "--port: 0 is out of range"),
     (GOOD, ["--endpoint", "mqtt://x:1"], "--endpoint: 'mqtt://x:1' is not ws://"),
     (GOOD, ["--password-file", "/nonexistent/pw"], "--password-file: cannot read password file"),
@@ -324,15 +385,31 @@ def test_bad_config_exits_2_naming_the_key(tmp_path, toml, flags, expected):
     assert result.stdout == ""
 
 
+@pytest.mark.parametrize("content", [b'[bridge]\nendpoints = ["ws://a:1"]\n# caf\xe9\n', b"\xff\xfe[\x00"])
+def test_config_that_is_not_utf8_exits_2_naming_the_file(tmp_path, content):
+    (tmp_path / "bridge.toml").write_bytes(content)
+    result = run_sensornet("bridge", "--config", "bridge.toml", cwd=tmp_path, env=bridge_env(), timeout=30)
+    assert result.returncode == 2, result.stderr
+    assert "bridge.toml: cannot read config file: not UTF-8" in result.stderr
+    assert result.stderr.strip().count("\n") == 0, result.stderr
+
+
+def test_config_that_is_a_directory_exits_2_naming_it(tmp_path):
+    (tmp_path / "bridge.toml").mkdir()
+    result = run_sensornet("bridge", "--config", "bridge.toml", cwd=tmp_path, env=bridge_env(), timeout=30)
+    assert result.returncode == 2, result.stderr
+    assert "bridge.toml: cannot read config file" in result.stderr
+
+
 # ---- configuration (in process) ----
 
 def test_example_config_is_valid_and_documents_every_key():
     example = REPO / "bridge" / "bridge.example.toml"
     cfg, _ = load_config(["--config", str(example)], environ={"SENSORNET_BRIDGE_PASSWORD": "pw"})
-    assert cfg.mqtt.client_id == "sensornet-bridge"
+    assert cfg.mqtt.client_id == "bridge"
     assert cfg.mqtt.port == 1883
     assert cfg.endpoints
-    assert cfg.queue_size == 10000
+    assert cfg.store_max_bytes == 64 * 1024 * 1024
     assert cfg.max_payload_bytes == 16384
     text = example.read_text()
     for table, keys in SCHEMA.items():
@@ -395,16 +472,3 @@ def test_backoff_doubles_to_cap_with_jitter_and_resets():
     assert [bottom.next() for _ in range(3)] == [0.25, 0.5, 1.0]
     bottom.reset()
     assert bottom.next() == 0.25
-
-
-def test_outbox_drops_oldest_and_removes_only_what_was_sent():
-    async def scenario():
-        box = Outbox(2)
-        assert box.put("a") is False
-        assert box.put("b") is False
-        seq, item = await box.head()
-        assert item == "a"
-        assert box.put("c") is True  # "a" dropped while it was being sent
-        box.remove(seq)               # so this must not remove "b"
-        assert box.items() == ["b", "c"]
-    asyncio.run(scenario())

@@ -2,37 +2,49 @@
 
 Data path, and where each guarantee comes from:
 
-  broker --QoS 1, persistent session--> paho thread --call_soon_threadsafe--> asyncio loop
-    --parse_message--> one bounded Outbox per endpoint --EndpointSender task--> ws:// wss:// tcp://
+  broker --QoS 1, persistent session--> paho thread --batched hand-off--> asyncio loop
+    --parse_message_text--> Store (SQLite, WAL; one transaction per batch) --> PUBACK to the broker
+    Store --one EndpointSender task per endpoint, from its cursor--> ws:// wss:// tcp://
+    endpoint's acknowledgement --> the endpoint's cursor advances; rows every endpoint has are deleted
 
 - Session: fixed client id, clean_session=False (MQTT 3.1.1 section 3.1.2.4), subscriptions
-  envelope.SUBSCRIPTIONS (connect/+, status/+, sensors/+/+) at QoS 1, made again in every on_connect. The bridge never
-  unsubscribes, so the broker queues what devices publish while the bridge is down.
-- Acknowledgement: paho's manual_ack. The PUBACK for a message goes after its envelope is in
-  every endpoint's Outbox (or after it was rejected): a crash before that and the broker
-  redelivers it to the same session.
-- Outbox: FIFO of envelopes, at most queue_size; when full the oldest is dropped (counted,
-  logged). An envelope leaves the Outbox only after send() returned for that endpoint; on a
-  failure it stays and is sent again after reconnecting (at-least-once: an endpoint may see
-  a duplicate, never a gap, except for overflow drops).
-- Shutdown (SIGTERM/SIGINT, `Bridge.stop()`): disconnect from the broker (the session and its
-  queue stay on the broker), give the endpoints `drain_timeout` seconds to take what is queued,
-  then save what is left to `state_dir` (systemd's $STATE_DIRECTORY) to send after the next start.
+  envelope.SUBSCRIPTIONS (connect/+, status/+, sensors/+/+) at QoS 1, made again in every
+  on_connect, through $share/<share_group>/... when configured (several bridges share the load,
+  each with its own store). The bridge never unsubscribes, so the broker queues what devices
+  publish while it is down.
+- Hand-off: paho's thread appends each message to an inbox and wakes the loop once; the loop
+  takes the whole inbox as one batch.
+- Acknowledgement: paho's manual_ack. A message's PUBACK goes only after its envelope is
+  committed to the store (or after it was rejected, counted and logged), and only on the
+  connection it came on: a crash before that and the broker redelivers it. Every envelope's id
+  is derived from the message itself (envelope.message_id), so a redelivered duplicate has the
+  same id and a receiver drops it.
+- Backpressure: while the store holds store_max_bytes or more, the bridge takes nothing from
+  its inbox and acknowledges nothing; the broker stops sending at its in-flight limit and
+  queues the rest (broker/mosquitto.conf sizes its queue). Nothing handed over is dropped.
+- Endpoints: each has a cursor in the store, advanced when the endpoint acknowledges
+  (sensornet.senders), so a bridge killed at any moment resends from the cursor after its
+  restart: at-least-once, in store order (per-device order kept), duplicates with the same id.
+- Shutdown (SIGTERM/SIGINT, `Bridge.stop()`): disconnect from the broker, give the endpoints
+  `drain_timeout` seconds, close the store; what is left is sent after the next start.
 - Reconnects: paho's reconnect_delay_set for the broker; `Backoff` (exponential with jitter,
   0.5 s doubling to 30 s) per endpoint. An endpoint that is down never holds up the others.
 
-Modules: the Outbox and Backoff in sensornet.outbox, endpoint connections and senders in
-sensornet.senders, the spool in sensornet.spool, envelopes and reject reasons in
-sensornet.envelope (topics from feather_huzzah.topics), config in sensornet.bridge_config.
+Modules: the store in sensornet.store, Backoff and counters in sensornet.outbox, endpoint
+connections and senders in sensornet.senders, envelopes and reject reasons in sensornet.envelope
+(topics from feather_huzzah.topics), config in sensornet.bridge_config, systemd notification
+and Prometheus metrics in sensornet.service.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import os
 import signal
+import sqlite3
 import sys
 import threading
 from collections.abc import Callable
@@ -47,11 +59,12 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from feather_huzzah import topics
 
-from . import spool
+from . import paths
 from .bridge_config import BridgeConfig, ConfigError, load_config
-from .envelope import SUBSCRIPTIONS, RejectedMessage, parse_message
-from .outbox import Backoff, BridgeStats, Outbox
+from .envelope import SUBSCRIPTIONS, RejectedMessage, format_timestamp, parse_message_text, utc_now
+from .outbox import Backoff, BridgeStats
 from .senders import EndpointSender
+from .store import Store, StoreError, store_path
 
 log = logging.getLogger("sensornet.bridge")
 
@@ -67,33 +80,62 @@ paho_log.addFilter(_not_paho_noise)
 
 BROKER_RECONNECT_MIN_S = 1
 BROKER_RECONNECT_MAX_S = 30
+STORE_RETRY_S = 1.0
+
+# (topic, payload, retain, qos, mid, connection number) as paho's thread hands it over
+_Message = tuple[str | bytes, bytes, bool, int, int, int]
+
+
+def default_state_dir() -> Path:
+    """$STATE_DIRECTORY (systemd's StateDirectory=, the first one), else .sensornet/bridge in the checkout."""
+    first = os.environ.get("STATE_DIRECTORY", "").split(":")[0]
+    return Path(first) if first else paths.STATE_DIR / "bridge"
+
+
+def subscriptions(share_group: str | None) -> tuple[str, ...]:
+    """The topic filters the bridge subscribes to: SUBSCRIPTIONS, under $share/<group>/ when shared."""
+    return tuple(f"$share/{share_group}/{f}" for f in SUBSCRIPTIONS) if share_group else SUBSCRIPTIONS
 
 
 class Bridge:
-    """The bridge: one MQTT client, one Outbox and EndpointSender per endpoint URL.
+    """The bridge: one MQTT client, one Store, one EndpointSender per endpoint URL.
 
-    config: BridgeConfig. state_dir: where unsent envelopes are saved on shutdown and read back
-    on start (None: not saved; they are logged as lost). drain_timeout: seconds stop() lets
-    endpoints take queued envelopes. backoff: () -> Backoff for each endpoint. clock: for the
-    envelopes' received_at (sensornet.envelope.utc_now).
+    config: BridgeConfig. state_dir: the store's directory (None: config.state_dir, else
+    default_state_dir()). drain_timeout: seconds stop() lets endpoints catch up. backoff:
+    () -> Backoff for each endpoint. clock: for the envelopes' received_at
+    (sensornet.envelope.utc_now). synchronous: the store's SQLite synchronous mode.
 
     Use `await bridge.run()` (returns after the shutdown), and `await bridge.stop()` from another
     task, or `bridge.request_stop()` from a signal handler; `await bridge.wait_subscribed(timeout)`
-    is True once the subscriptions are granted. `stats` holds the counters. One run() per object.
+    is True once the subscriptions are granted. `stats` holds the counters, `store` the Store
+    while running, oldest_unacked_age_s the store's oldest_unacked_age() as of the last tick.
+    on_ready: called once the store is open and the MQTT client started; on_tick: about once a
+    second from the loop while running (the systemd watchdog, sensornet.service). One run() per
+    object. run() raises StoreError when the store cannot be opened.
     """
 
     def __init__(self, config: BridgeConfig, *, state_dir: Path | None = None, drain_timeout: float = 3.0,
-                 backoff: Callable[[], Backoff] = Backoff, clock: Callable[[], datetime] | None = None):
+                 backoff: Callable[[], Backoff] = Backoff, clock: Callable[[], datetime] | None = None,
+                 synchronous: str = "FULL", on_tick: Callable[[], None] | None = None,
+                 on_ready: Callable[[], None] | None = None):
         self.config = config
-        self.state_dir = Path(state_dir) if state_dir else None
+        self.state_dir = Path(state_dir or config.state_dir or default_state_dir())
         self.drain_timeout = drain_timeout
         self.stats = BridgeStats()
+        self.store: Store | None = None
+        self.senders: list[EndpointSender] = []
+        self.subscriptions = subscriptions(config.share_group)
         self._backoff = backoff
-        self._clock = clock
+        self._clock = clock or utc_now
+        self._synchronous = synchronous
+        self._on_tick, self._on_ready = on_tick, on_ready
+        self.oldest_unacked_age_s = 0.0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._client: mqtt.Client | None = None
-        self._senders: list[EndpointSender] = []
         self._tasks: list[asyncio.Task[None]] = []
+        self._inbox: collections.deque[_Message] = collections.deque()
+        self._scheduled = False  # a _take_inbox call is pending on the loop
+        self._was_full = False
         self._session = 0  # bumped on every connect and disconnect; acks only within one connection
         self._stopping = False
         self._started = False
@@ -109,19 +151,27 @@ class Bridge:
         """Connect and forward until stop(); then shut down cleanly (see the module docstring)."""
         self._loop = asyncio.get_running_loop()
         self._started = True
-        self._stopping, self._senders = False, []
-        for url in self.config.endpoints:
-            outbox = Outbox(self.config.queue_size)
-            self._senders.append(EndpointSender(url, outbox, self.stats, self._backoff()))
-        self._load_spool()
-        self._tasks = [asyncio.create_task(s.run(), name=f"endpoint {s.url}") for s in self._senders]
+        path = store_path(self.state_dir, self.config.mqtt.client_id)
+        try:
+            self.store = store = Store(path, self.config.endpoints, self.config.store_max_bytes, self._synchronous)
+        except StoreError:
+            self._stopped.set()
+            raise
+        self.senders = [EndpointSender(url, store, self.stats, self._backoff(),
+                                       acks=url not in self.config.endpoints_without_ack,
+                                       on_advance=self._room_made) for url in self.config.endpoints]
+        self._tasks = [asyncio.create_task(s.run(), name=f"endpoint {s.url}") for s in self.senders]
+        self._tasks.append(asyncio.create_task(self._tick(), name="tick"))
         mqtt_conf = self.config.mqtt
-        log.info("starting: broker %s:%d as client id %r (user %s), endpoints: %s",
-                 mqtt_conf.host, mqtt_conf.port, mqtt_conf.client_id, mqtt_conf.username or "-",
-                 ", ".join(self.config.endpoints))
+        log.info("starting: broker %s:%d as client id %r (user %s), endpoints: %s; store %s (%d envelopes, "
+                 "%d bytes)", mqtt_conf.host, mqtt_conf.port, mqtt_conf.client_id, mqtt_conf.username or "-",
+                 ", ".join(self.config.endpoints), path, store.last_seq - min(store.cursors.values()),
+                 store.stored_bytes)
         self._client = self._make_client()
         self._client.connect_async(mqtt_conf.host, mqtt_conf.port, mqtt_conf.keepalive_s)
         self._client.loop_start()
+        if self._on_ready is not None:
+            self._on_ready()
         try:
             await self._stop_requested.wait()
         finally:
@@ -151,22 +201,37 @@ class Bridge:
         except TimeoutError:
             return False
 
+    async def _tick(self) -> None:
+        while True:
+            if self.store is not None:
+                self.oldest_unacked_age_s = self.store.oldest_unacked_age()
+            if self._on_tick is not None:
+                self._on_tick()
+            await asyncio.sleep(1.0)
+
     async def _shutdown(self) -> None:
         self._stopping = True  # messages still arriving are not acked: the broker redelivers them
         client = self._client
         if client is not None:
             client.disconnect()
             await asyncio.to_thread(client.loop_stop)
-        pending = [s for s in self._senders if len(s.outbox)]
-        if pending:
-            await asyncio.gather(*(s.drain(self.drain_timeout) for s in pending))
+        self._inbox.clear()
+        store = self.store
+        if store is not None:
+            pending = [s for s in self.senders if store.cursors[s.url] < store.last_seq]
+            if pending:
+                await asyncio.gather(*(s.drain(self.drain_timeout) for s in pending))
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        self._save_spool()
-        log.info("stopped: %d received, %d rejected, forwarded %s",
-                 self.stats.received, sum(self.stats.rejected.values()),
-                 ", ".join(f"{url} {self.stats.forwarded[url]}" for url in self.config.endpoints))
+        left = ""
+        if store is not None:
+            left = ", ".join(f"{url} {store.backlog(url)}" for url in self.config.endpoints)
+            store.close()
+        log.info("stopped: %d received, %d rejected, %d acknowledged to the broker; delivered %s; "
+                 "kept in the store for the next start: %s", self.stats.received, sum(self.stats.rejected.values()),
+                 self.stats.acknowledged,
+                 ", ".join(f"{url} {self.stats.delivered[url]}" for url in self.config.endpoints), left or "-")
 
     # ---- MQTT (paho's network thread: never block, hand over to the loop) ----
 
@@ -196,7 +261,7 @@ class Bridge:
         self._session += 1
         log.info("broker %s:%d: connected as %r, session present: %s",
                  conf.host, conf.port, conf.client_id, "yes" if flags.session_present else "no (new session)")
-        client.subscribe([(f, topics.QOS) for f in SUBSCRIPTIONS])
+        client.subscribe([(f, topics.QOS) for f in self.subscriptions])
 
     def _on_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
         conf = self.config.mqtt
@@ -213,12 +278,13 @@ class Bridge:
 
     def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int, reason_codes: list[ReasonCode],
                       properties: Properties | None) -> None:
-        failed = [f"{topic}: {rc}" for topic, rc in zip(SUBSCRIPTIONS, reason_codes, strict=False) if rc.is_failure]
+        failed = [f"{topic}: {rc}" for topic, rc in zip(self.subscriptions, reason_codes, strict=False)
+                  if rc.is_failure]
         if failed:
             log.error("broker refused subscriptions (check broker/acl for user %s): %s",
                       self.config.mqtt.username, "; ".join(failed))
             return
-        log.info("subscribed: %s at QoS %d", ", ".join(SUBSCRIPTIONS), topics.QOS)
+        log.info("subscribed: %s at QoS %d", ", ".join(self.subscriptions), topics.QOS)
         self._call_in_loop(self._subscribed.set)
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
@@ -226,8 +292,10 @@ class Bridge:
             topic: str | bytes = message.topic
         except UnicodeDecodeError:
             topic = bytes(getattr(message, "_topic", b""))
-        self._call_in_loop(self._handle_message, topic, message.payload, message.retain, message.qos,
-                           message.mid, self._session)
+        self._inbox.append((topic, bytes(message.payload), message.retain, message.qos, message.mid, self._session))
+        if not self._scheduled:  # wake the loop once for everything that arrives until it runs
+            self._scheduled = True
+            self._call_in_loop(self._take_inbox)
 
     def _call_in_loop(self, callback: Callable[..., object], *args: Any) -> None:
         assert self._loop is not None  # set by run() before the client exists
@@ -236,77 +304,63 @@ class Bridge:
 
     # ---- messages (asyncio loop) ----
 
-    def _handle_message(self, topic: str | bytes, payload: bytes, retain: bool, qos: int, mid: int,
-                        session: int) -> None:
-        if self._stopping:
+    def _room_made(self) -> None:
+        """An endpoint's cursor advanced: take in what waited while the store was full."""
+        if self._inbox and not self._scheduled and self.store is not None and not self.store.full:
+            self._scheduled = True
+            asyncio.get_running_loop().call_soon(self._take_inbox)
+
+    def _take_inbox(self) -> None:
+        self._scheduled = False  # first: a message appended from now on schedules another call
+        store = self.store
+        if self._stopping or store is None:
             return
-        self.stats.received += 1
+        if store.full:
+            if not self._was_full:
+                self._was_full = True
+                self.stats.full += 1
+                log.warning("store full (%d of %d bytes): not acknowledging the broker until endpoints catch up "
+                            "(%s)", store.stored_bytes, store.max_bytes,
+                            ", ".join(f"{url} {store.backlog(url)} behind" for url in self.config.endpoints))
+            return
+        if self._was_full:
+            self._was_full = False
+            log.info("store has room again (%d bytes): taking messages from the broker", store.stored_bytes)
+        batch = list(self._inbox)
+        for _ in batch:
+            self._inbox.popleft()
+        bodies: list[bytes] = []
+        max_bytes = self.config.max_payload_bytes
+        received_at = format_timestamp(self._clock())  # one time for the batch: it arrived together
+        for topic, payload, retain, qos, _mid, _session in batch:
+            self.stats.received += 1
+            try:
+                _envelope, text = parse_message_text(topic, payload, retain=retain, qos=qos,
+                                                     max_payload_bytes=max_bytes, received_at=received_at)
+            except RejectedMessage as e:
+                self.stats.rejected[e.reason] += 1
+                log.warning("rejected %s on %s: %s", e.reason, e.topic, e.detail)
+                continue
+            bodies.append(text.encode("ascii"))
         try:
-            kwargs = {"clock": self._clock} if self._clock else {}
-            envelope = parse_message(topic, payload, retain=retain, qos=qos,
-                                     max_payload_bytes=self.config.max_payload_bytes, **kwargs)
-        except RejectedMessage as e:
-            self.stats.rejected[e.reason] += 1
-            log.warning("rejected %s on %s: %s", e.reason, e.topic, e.detail)
-        else:
-            for sender in self._senders:
-                self._enqueue(sender, envelope)
-        if qos > 0 and session == self._session and self._client is not None:
-            self._client.ack(mid, qos)
-        # Otherwise the connection it came on is gone; the broker redelivers it (a duplicate).
-
-    def _enqueue(self, sender: EndpointSender, envelope: dict[str, Any]) -> None:
-        if sender.outbox.put(envelope):
-            self.stats.dropped[sender.url] += 1
-            count = self.stats.dropped[sender.url]
-            if count == 1 or count % 1000 == 0:
-                log.warning("endpoint %s: queue full (%d), dropped the oldest envelope (%d dropped so far)",
-                            sender.url, sender.outbox.maxlen, count)
-
-    # ---- saving unsent envelopes across restarts ----
-
-    def _save_spool(self) -> None:
-        for sender in self._senders:
-            left = sender.outbox.items()
-            if not left:
-                continue
-            if self.state_dir is None:
-                log.warning("endpoint %s: %d envelopes not delivered and lost (no state directory)",
-                            sender.url, len(left))
-                continue
-            try:
-                path = spool.save(self.state_dir, sender.url, left)
-                log.info("endpoint %s: saved %d undelivered envelopes to %s", sender.url, len(left), path)
-            except OSError as e:
-                log.error("endpoint %s: could not save %d envelopes to %s: %s", sender.url, len(left),
-                          spool.spool_path(self.state_dir, sender.url), e)
-
-    def _load_spool(self) -> None:
-        if self.state_dir is None:
+            store.append(bodies)
+        except sqlite3.Error as e:
+            self.stats.received -= len(batch)
+            self._inbox.extendleft(reversed(batch))
+            log.error("store %s: cannot write (%s); not acknowledging, retrying in %.0f s", store.path, e,
+                      STORE_RETRY_S)
+            asyncio.get_running_loop().call_later(STORE_RETRY_S, self._take_inbox)
+            self._scheduled = True
             return
-        for sender in self._senders:
-            try:
-                envelopes, damaged = spool.load(self.state_dir, sender.url)
-            except OSError as e:
-                log.error("endpoint %s: cannot read saved envelopes %s: %s", sender.url,
-                          spool.spool_path(self.state_dir, sender.url), e)
-                continue
-            if damaged:
-                log.warning("endpoint %s: skipped %d damaged lines of saved envelopes", sender.url, damaged)
-            for envelope in envelopes:
-                sender.outbox.put(envelope)
-            if envelopes or damaged:
-                log.info("endpoint %s: loaded %d envelopes saved by the last run", sender.url, len(envelopes))
-
-
-def configure_logging(level: str = "INFO") -> None:
-    """One line per event to stderr: time, level, logger, message (no time under journald, which adds it)."""
-    stamp = "" if os.environ.get("JOURNAL_STREAM") else "%(asctime)s "
-    logging.basicConfig(stream=sys.stderr, level=getattr(logging, level),
-                        format=stamp + "%(levelname)s %(name)s: %(message)s")
-    quiet = logging.DEBUG if level == "DEBUG" else logging.WARNING
-    paho_log.setLevel(quiet)
-    logging.getLogger("websockets").setLevel(quiet)
+        client = self._client
+        for _topic, _payload, _retain, qos, mid, session in batch:
+            # Only on the connection it came on; otherwise the broker redelivers it (same id).
+            if qos > 0 and session == self._session and client is not None:
+                client.ack(mid, qos)
+                self.stats.acknowledged += 1
+        if bodies:
+            for sender in self.senders:
+                sender.wake()
 
 
 async def serve(bridge: Bridge) -> None:
@@ -328,7 +382,24 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except SystemExit as e:  # argparse: --help (0) or a bad flag (2), message already printed
         return e.code if isinstance(e.code, int) else 2
+    from .service import SystemdNotifier, configure_logging, serve_metrics  # only the command needs them
+
     configure_logging(level)
-    state_dir = config.state_dir or os.environ.get("STATE_DIRECTORY", "").split(":")[0] or None
-    asyncio.run(serve(Bridge(config, state_dir=Path(state_dir) if state_dir else None)))
+
+    notifier = SystemdNotifier()
+    bridge = Bridge(config, on_ready=notifier.ready, on_tick=lambda: notifier.tick(bridge.stats))
+    if config.metrics_port:
+        try:
+            serve_metrics(bridge, config.metrics_port)
+        except OSError as e:
+            log.error("metrics: cannot listen on port %d: %s", config.metrics_port, e.strerror or e)
+            return 1
+        log.info("metrics: http://0.0.0.0:%d/metrics", config.metrics_port)
+    try:
+        asyncio.run(serve(bridge))
+    except StoreError as e:
+        log.error("%s", e)
+        return 1
+    finally:
+        notifier.stopping()
     return 0

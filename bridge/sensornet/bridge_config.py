@@ -40,15 +40,18 @@ SCHEMA: dict[str, dict[str, tuple[type, Any]]] = {
         "username": (str, "bridge"),
         "password": (str, None),
         "password_file": (str, None),
-        "client_id": (str, "sensornet-bridge"),
+        "client_id": (str, None),
         "keepalive_s": (int, 60),
         "ca_file": (str, None),
     },
     "bridge": {
         "endpoints": (list, None),
-        "queue_size": (int, 10000),
+        "endpoints_without_ack": (list, []),
+        "store_max_bytes": (int, 64 * 1024 * 1024),
         "max_payload_bytes": (int, DEFAULT_MAX_PAYLOAD_BYTES),
         "state_dir": (str, None),
+        "share_group": (str, None),
+        "metrics_port": (int, 0),
     },
 }
 
@@ -75,9 +78,9 @@ class MqttSettings:
 
     host: str = "localhost"
     port: int = 1883
-    username: str | None = "bridge"
+    username: str = "bridge"
     password: str | None = field(default=None, repr=False)
-    client_id: str = "sensornet-bridge"
+    client_id: str = "bridge"
     keepalive_s: int = 60
     ca_file: str | None = None  # TLS (the broker's 8883) verified against this CA when set
 
@@ -86,17 +89,24 @@ class MqttSettings:
 class BridgeConfig:
     """Everything `Bridge` needs: broker settings, endpoint URLs and limits.
 
-    endpoints: ws://, wss:// or tcp:// URLs (tcp:// needs a port); queue_size: envelopes held
-    per endpoint before the oldest is dropped; max_payload_bytes: larger messages are rejected;
-    state_dir: where envelopes still undelivered at shutdown are saved for the next run (None:
-    use $STATE_DIRECTORY, which systemd's StateDirectory= sets, else do not save).
+    endpoints: ws://, wss:// or tcp:// URLs (tcp:// needs a port); endpoints_without_ack: those
+    of them that send no acknowledgements (an envelope written to their socket counts as
+    delivered); store_max_bytes: bytes of envelopes the store holds before the bridge stops
+    acknowledging the broker (which then holds the backlog); max_payload_bytes: larger messages
+    are rejected; state_dir: the store's directory (None: $STATE_DIRECTORY, which systemd's
+    StateDirectory= sets, else .sensornet/bridge in the checkout); share_group: subscribe through
+    the shared subscription $share/<group>/... (None: a plain subscription); metrics_port:
+    Prometheus metrics on http://0.0.0.0:<port>/metrics (0: off).
     """
 
     mqtt: MqttSettings = field(default_factory=MqttSettings)
     endpoints: tuple[str, ...] = ()
-    queue_size: int = 10000
+    endpoints_without_ack: frozenset[str] = frozenset()
+    store_max_bytes: int = 64 * 1024 * 1024
     max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES
     state_dir: Path | None = None
+    share_group: str | None = None
+    metrics_port: int = 0
 
 
 def check_endpoint_url(url: Any, where: str) -> str:
@@ -145,6 +155,9 @@ def load_toml(path: Path) -> dict[str, Any]:
             data = tomllib.load(f)
     except OSError as e:
         raise ConfigError(f"{name}: cannot read config file: {e.strerror or e}") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{name}: cannot read config file: not UTF-8 text (byte {e.start}: {e.reason}); "
+                          "save it as UTF-8") from None
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{name}: not valid TOML: {e}") from None
     for table, values in data.items():
@@ -188,9 +201,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--password-file", help="file holding the broker password")
     parser.add_argument("--ca-file", help="connect with TLS, verifying the broker against this CA certificate "
                         "(broker/tls/ca.crt; use --port 8883)")
-    parser.add_argument("--client-id", help="MQTT client id of the persistent session (default sensornet-bridge)")
+    parser.add_argument("--client-id", help="MQTT client id of the persistent session (default: the username)")
     parser.add_argument("--endpoint", action="append", metavar="URL",
                         help="ws://, wss:// or tcp://HOST:PORT endpoint (repeatable; replaces the file's list)")
+    parser.add_argument("--endpoint-without-ack", action="append", metavar="URL", default=[],
+                        help="an endpoint that sends no acknowledgements (repeatable; also one of the endpoints)")
+    parser.add_argument("--state-dir", help="directory of the bridge's store (default: $STATE_DIRECTORY)")
+    parser.add_argument("--share-group", help="share the load with other bridges: subscribe via $share/GROUP/...")
+    parser.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on this port (0: off)")
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
                         help="stderr log level (default INFO)")
     return parser
@@ -215,25 +233,66 @@ def resolve(args: argparse.Namespace, environ: Mapping[str, str] | None = None) 
     if not host:
         raise ConfigError("--host: empty" if args.host is not None else f"{name}: [mqtt] host: empty")
     client_id = pick("mqtt", "client_id", args.client_id)
+    username = pick("mqtt", "username", args.username)
+    if client_id is None:
+        client_id = username  # the broker may enforce it (use_username_as_clientid)
+    if not username:
+        raise ConfigError("--username: empty; name the broker account (e.g. --username bridge)"
+                          if args.username is not None else
+                          f"{name}: [mqtt] username: empty; name the broker account (username = \"bridge\") "
+                          "or remove the key for the default")
     if not client_id:
         raise ConfigError("--client-id: empty" if args.client_id is not None else
                           f"{name}: [mqtt] client_id: empty (a persistent session needs a fixed client id)")
-    settings = MqttSettings(host=host, port=port, username=pick("mqtt", "username", args.username) or None,
+    settings = MqttSettings(host=host, port=port, username=username,
                             password=_password(args, mqtt_file, name, environ),
                             client_id=client_id, keepalive_s=keepalive,
                             ca_file=_ca_file(pick("mqtt", "ca_file", args.ca_file), args.ca_file is not None, name))
+    endpoints = _endpoints(args, bridge_file, name)
+    without_ack = _without_ack(args, bridge_file, name, endpoints)
+    share_group = pick("bridge", "share_group", args.share_group)
+    if share_group is not None and (not share_group or any(c in share_group for c in "/+#") or share_group.isspace()):
+        where = "--share-group" if args.share_group is not None else f"{name}: [bridge] share_group"
+        raise ConfigError(f"{where}: {share_group!r} is not a group name (non-empty, no / + #); "
+                          "remove it for a plain subscription")
+    metrics_port = pick("bridge", "metrics_port", args.metrics_port)
+    _check_range(metrics_port, 0, 65535, "--metrics-port" if args.metrics_port is not None
+                 else f"{name}: [bridge] metrics_port")
     return BridgeConfig(
         mqtt=settings,
-        endpoints=_endpoints(args, bridge_file, name),
-        queue_size=_check_range(pick("bridge", "queue_size", None), 1, None, f"{name}: [bridge] queue_size"),
+        endpoints=endpoints + tuple(url for url in without_ack if url not in endpoints),
+        endpoints_without_ack=frozenset(without_ack),
+        store_max_bytes=_check_range(pick("bridge", "store_max_bytes", None), 65536, None,
+                                     f"{name}: [bridge] store_max_bytes"),
         max_payload_bytes=_check_range(pick("bridge", "max_payload_bytes", None), 1, 268435455,
                                        f"{name}: [bridge] max_payload_bytes"),
-        state_dir=_state_dir(args, bridge_file))
+        state_dir=_state_dir(args, bridge_file, name),
+        share_group=share_group, metrics_port=metrics_port)
 
 
-def _state_dir(args: argparse.Namespace, bridge_file: dict[str, Any]) -> Path | None:
-    if not bridge_file.get("state_dir"):
+def _without_ack(args: argparse.Namespace, bridge_file: dict[str, Any], name: str,
+                 endpoints: tuple[str, ...]) -> tuple[str, ...]:
+    if args.endpoint_without_ack:
+        return tuple(check_endpoint_url(url, "--endpoint-without-ack") for url in args.endpoint_without_ack)
+    urls = bridge_file.get("endpoints_without_ack", [])
+    for i, url in enumerate(urls):
+        where = f"{name}: [bridge] endpoints_without_ack[{i}]"
+        check_endpoint_url(url, where)
+        if url not in endpoints:
+            raise ConfigError(f"{where}: {url!r} is not one of [bridge] endpoints; add it there too")
+    return tuple(urls)
+
+
+def _state_dir(args: argparse.Namespace, bridge_file: dict[str, Any], name: str) -> Path | None:
+    if args.state_dir is not None:
+        if not args.state_dir:
+            raise ConfigError("--state-dir: empty; give a directory or leave the flag out")
+        return Path(args.state_dir).expanduser().resolve()
+    if "state_dir" not in bridge_file:
         return None
+    if not bridge_file["state_dir"]:
+        raise ConfigError(f"{name}: [bridge] state_dir: empty; give a directory (state_dir = \"/var/lib/sensornet\") "
+                          "or remove the key for $STATE_DIRECTORY")
     path = Path(bridge_file["state_dir"]).expanduser()
     return path if path.is_absolute() else args.config.resolve().parent / path
 
@@ -246,6 +305,8 @@ def _endpoints(args: argparse.Namespace, bridge_file: dict[str, Any], name: str)
             raise ConfigError(f"--endpoint: {duplicates[0]!r} is given twice")
         return flag_urls
     urls = bridge_file.get("endpoints")
+    if not urls and args.endpoint_without_ack:
+        return ()
     if not urls and args.config is None:
         raise ConfigError("no endpoints: pass --endpoint URL (repeatable), or --config FILE with "
                           "[bridge] endpoints = [...]; see bridge/bridge.example.toml")

@@ -12,8 +12,16 @@ stdout, flushed:
 
 via is "ws" or "tcp". The first three fields never contain whitespace (decode_envelope checks),
 so `line.split(None, 3)` gives the four fields. With --jsonl it prints the envelope as compact
-JSON with an added "via" key instead. Malformed frames or lines are counted and logged to
-stderr; the connection stays open. Once both servers listen it prints to stderr
+JSON with an added "via" key instead.
+
+Acknowledgements (what lets the bridge advance its cursor, sensornet.senders): after taking
+envelopes the endpoint answers {"ack": N}, N the number of frames (WebSocket, as a text frame)
+or lines (TCP, as a line) received on this connection so far, malformed ones included;
+cumulative: over WebSocket at most one per ACK_DELAY_S (5 ms), over TCP one per read. An
+envelope is acknowledged only after it was printed (and stdout flushed) or queued.
+
+Malformed frames or lines are counted and logged to stderr; the connection stays open. Once
+both servers listen it prints to stderr
 `listening: ws://HOST:PORT tcp://HOST:PORT`.
 
 Library use (tests, demos): `Endpoint(host, ws_port=0, tcp_port=0)` picks free ports;
@@ -25,6 +33,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
+import contextlib
 import logging
 import signal
 import sys
@@ -42,6 +51,8 @@ log = logging.getLogger("sensornet.endpoint")
 DEFAULT_HOST = "0.0.0.0"
 DEFAULT_WS_PORT = 8765
 DEFAULT_TCP_PORT = 8081
+ACK_DELAY_S = 0.005
+"""How long a WebSocket acknowledgement waits for more frames to cover (seconds)."""
 
 
 class Received(NamedTuple):
@@ -159,31 +170,57 @@ class Endpoint:
     async def _ws_handler(self, ws: ServerConnection) -> None:
         peer = ws.remote_address
         log.info("ws %s: connected", _peer(peer))
+        taken = [0]
+        pending = asyncio.Event()
+        acker = asyncio.create_task(self._ws_acks(ws, taken, pending))
         try:
             async for frame in ws:
                 self._accept("ws", frame, peer)
+                taken[0] += 1
+                pending.set()
         except ConnectionClosed:
             pass
+        finally:
+            acker.cancel()
         log.info("ws %s: disconnected", _peer(peer))
+
+    @staticmethod
+    async def _ws_acks(ws: ServerConnection, taken: list[int], pending: asyncio.Event) -> None:
+        """Acknowledge on `ws` what its handler took: one frame for all taken since the last one."""
+        with contextlib.suppress(ConnectionClosed):
+            while True:
+                await pending.wait()
+                await asyncio.sleep(ACK_DELAY_S)  # one acknowledgement for the frames of the next moment
+                pending.clear()
+                await ws.send(_ack(taken[0]))
 
     async def _tcp_handler(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peer = writer.get_extra_info("peername")
         log.info("tcp %s: connected", _peer(peer))
         self._tcp_writers.add(writer)
         splitter = LineSplitter(self.max_line_bytes)
+        taken = 0
         try:
             while data := await reader.read(65536):
-                for event, value in splitter.feed(data):
+                events = splitter.feed(data)
+                for event, value in events:
                     if event == "line":
                         self._accept("tcp", value, peer)
                     else:
                         self._malformed("tcp", peer, "too_long", f"{value} bytes without a newline")
+                if events:
+                    taken += len(events)
+                    writer.write(_ack(taken).encode("ascii") + b"\n")
         except OSError as e:
             log.info("tcp %s: %s", _peer(peer), e)
         finally:
             self._tcp_writers.discard(writer)
             writer.close()
         log.info("tcp %s: disconnected", _peer(peer))
+
+
+def _ack(count: int) -> str:
+    return f'{{"ack":{count}}}'
 
 
 def _peer(address: Any) -> str:
