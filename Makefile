@@ -40,7 +40,7 @@ help:
 	@echo "make demo [DURATION=30]   broker + three virtual Feather Huzzahs + bridge + endpoint + dashboard (its URL printed)"
 	@echo "make test                 the test suite (pytest) on real parts"
 	@echo "make check                ruff (lint) and mypy (types)"
-	@echo "make bench                benchmarks: firmware heap use on the virtual board, bridge throughput"
+	@echo "make bench                benchmarks: firmware heap on the virtual board; the bridge beside mosquitto_sub and Node-RED"
 	@echo "make firmware             build/firmware: the firmware as deployed (boot.py, main.py, the rest as .mpy)"
 	@echo "make setup                only the set-up both of them do"
 
