@@ -124,7 +124,7 @@ async def sensor_task(node):
                 sensor.setup()
                 ready = True
             reading = None
-            for _ in range(3):  # automatic gain may ask for another integration
+            for _ in range(4):  # automatic gain: up to 3 steps of its ladder, then the reading
                 await asyncio.sleep_ms(sensor.wait_ms())
                 reading = sensor.update()
                 if reading:
