@@ -23,12 +23,13 @@ DEFAULTS = {
     "tsl2561_package": "T",  # "T" (T, FN and CL packages) or "CS"
     "queue_size": 20,  # readings kept while the broker is unreachable
     "mqtt_lost_reset_s": 900,  # reset the board after this long without the broker (0: never)
+    "health_every": 10,  # health on sensors/<client_id>/system every this many readings (0: on connect only)
 }
 _STR = ("wifi_ssid", "wifi_password", "mqtt_host", "mqtt_user", "mqtt_password")
 # numbers: (key, lowest, highest, whole numbers only)
 _RANGES = (("publish_interval_s", 1, 86400, False), ("wifi_timeout_s", 1, 300, False),
            ("mqtt_keepalive_s", 0, 65535, True), ("mqtt_timeout_s", 1, 300, False), ("queue_size", 1, 50, True),
-           ("mqtt_lost_reset_s", 0, 604800, False))
+           ("mqtt_lost_reset_s", 0, 604800, False), ("health_every", 0, 10000, True))
 
 
 class ConfigError(Exception):

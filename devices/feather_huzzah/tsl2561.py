@@ -160,3 +160,8 @@ class TSL2561:
             "gain": self.gain,
             "integration_ms": ms,
         }
+
+
+def make(i2c, address, cfg):
+    """The driver registry's constructor (app.py): a TSL2561 at `address` per config.json."""
+    return TSL2561(i2c, address, cfg["tsl2561_gain"], cfg["tsl2561_integration_ms"], cfg["tsl2561_package"])

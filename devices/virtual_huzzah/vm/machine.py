@@ -2,14 +2,16 @@
 #
 # Runs inside the MicroPython VM, ahead of the built-in unix `machine` on sys.path. Models what
 # the board has: GPIO pins (driven levels are logged with timestamps, so the host sees the LEDs),
-# the software I2C bus on GPIO5/GPIO4 with the devices the host puts on it (a TSL2561 per its
-# datasheet), unique_id(), reset() and reset_cause(), the watchdog (WDT) and RTC memory.
+# the software I2C bus on GPIO5/GPIO4 with the devices the host puts on it (a TSL2561 per
+# its datasheet; a BME280, _bme280.py), unique_id(), reset() and reset_cause(), the watchdog
+# (WDT) and RTC memory.
 # Behaviour follows MicroPython's esp8266 port docs: an I2C address that does not answer
 # raises OSError(19) (ENODEV); invalid pins raise ValueError.
 import sys
 from binascii import unhexlify
 
 import _vhw
+from _bme280 import BME280  # always loaded: what the models keep is measured once for every board
 
 _PINS = (0, 1, 2, 3, 4, 5, 12, 13, 14, 15, 16)  # the ESP8266's usable GPIOs
 _ENODEV = 19
@@ -149,7 +151,11 @@ def _device(addr):
         raise OSError(_ENODEV)
     chip = _chips.get(addr)
     if chip is None:
-        chip = _chips[addr] = TSL2561(spec.get("id", 0x50))
+        if spec.get("model") == "bme280":
+            chip = BME280(spec)
+        else:
+            chip = TSL2561(spec.get("id", 0x50))
+        _chips[addr] = chip
     return chip
 
 
