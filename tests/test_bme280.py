@@ -102,7 +102,8 @@ def test_board_publishes_both_sensors_and_a_bme280_unplugged_gives_code_5_while_
     tsl = len(subscriber.on(f"sensors/{cid}/tsl2561"))
     subscriber.wait_for(f"sensors/{cid}/tsl2561", count=tsl + 2)
     assert len(subscriber.on(f"sensors/{cid}/bme280")) == bme
-    assert board.running and unplugged
+    assert board.running
+    assert unplugged
     # plugged back in, its readings come back
     board.set_bme280(0x77, temperature_c=23.0)
     [*_, (_, payload, _, _)] = subscriber.wait_for(f"sensors/{cid}/bme280", count=bme + 1, timeout=10)

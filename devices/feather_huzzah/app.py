@@ -267,6 +267,9 @@ async def mqtt_task(node):
                 continue
             try:
                 await client.connect()  # refused: OSError, no answer: OSError(ETIMEDOUT), bad account: MQTTException
+                node.mqtt_ups += 1
+                statusled.clear(statusled.BROKER)  # before the health in _announce, which shows the LED code
+                statusled.clear(statusled.PUBLISH)
                 await _announce(node, client)
             except Exception as e:
                 client.close()
@@ -275,9 +278,6 @@ async def mqtt_task(node):
                 await asyncio.sleep_ms(backoff)
                 backoff = min(backoff * 2, _BACKOFF_MAX_MS)
                 continue
-            statusled.clear(statusled.BROKER)
-            statusled.clear(statusled.PUBLISH)
-            node.mqtt_ups += 1
             node.broker_seen = time.ticks_ms()
             backoff = _BACKOFF_MIN_MS
             print(f"app: connected to {cfg['mqtt_host']}:{cfg['mqtt_port']} as {node.client_id}")

@@ -120,7 +120,8 @@ class BME280:
         i2c.readfrom_mem_into(a, _REG_DATA, b)
         t, p, h = compensate(self.cal, b[3] << 12 | b[4] << 4 | b[5] >> 4, b[0] << 12 | b[1] << 4 | b[2] >> 4,
                              b[6] << 8 | b[7])
-        return {"temperature_c": round(t / 100, 2), "humidity_pct": round(h / 1024, 2), "pressure_hpa": round(p / 25600, 2)}
+        return {"temperature_c": round(t / 100, 2), "humidity_pct": round(h / 1024, 2),
+                "pressure_hpa": round(p / 25600, 2)}
 
 
 def make(i2c, address, cfg):

@@ -3,10 +3,9 @@
 import gc
 import json
 
-from machine import reset_cause
-
 import statusled
 import wifi
+from machine import reset_cause
 
 VERSION = "0.2.0"  # the firmware's version, in every health payload
 # machine.reset_cause() on the esp8266 port: the SDK's rst_info reason 0-6 (PWRON_RESET 0,

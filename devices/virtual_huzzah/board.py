@@ -57,10 +57,12 @@ ESPRESSIF_OUI = "5ccf7f"
 
 @dataclass(frozen=True)
 class AccessPoint:
-    """The simulated Wi-Fi access point in range: SSID and WPA2 passphrase (str)."""
+    """The simulated Wi-Fi access point in range: SSID and WPA2 passphrase (str), and its signal
+    at the board (dBm, what WLAN.status("rssi") reports while associated)."""
 
     ssid: str = "sensornet-sim"
     password: str = "virtual-ap-password"
+    rssi_dbm: int = -60
 
 
 def cut_tcp_connections(pid: int) -> int:
@@ -103,7 +105,7 @@ def _i2c_bus(tsl2561_address: int | None, bme280: dict | None = None) -> dict:
 
 
 def _access_point(ap: AccessPoint | None) -> dict | None:
-    return None if ap is None else {"ssid": ap.ssid, "password": ap.password}
+    return None if ap is None else {"ssid": ap.ssid, "password": ap.password, "rssi_dbm": ap.rssi_dbm}
 
 
 def _state_dict(unique_id_hex, mac_hex, lux, ir_ratio, tsl2561_address, ap):
@@ -146,7 +148,8 @@ class VirtualBoard:
         self.on_console = on_console
         self.unique_id = unique_id_for(chip_id)
         self.mac = ":".join(f"{b:02x}" for b in bytes.fromhex(ESPRESSIF_OUI) + chip_id.to_bytes(3, "big"))
-        self._tsl2561, self._bme280 = tsl2561_address, None  # set_bme280() puts one on the bus
+        self._tsl2561 = tsl2561_address
+        self._bme280: dict[str, object] | None = None  # set_bme280() puts one on the bus
         self._state = _state_dict(self.unique_id.hex(), self.mac.replace(":", ""), lux, ir_ratio,
                                   tsl2561_address, access_point)
         self.console: list[str] = []

@@ -61,7 +61,8 @@ def pressure_pa(adc_p, tf, cal=CAL):
 def humidity_pct(adc_h, tf, cal=CAL):
     h1, h2, h3, h4, h5, h6 = cal[12:]
     v = tf - 76800.0
-    v = (adc_h - (h4 * 64.0 + h5 / 16384.0 * v)) * (h2 / 65536.0 * (1.0 + h6 / 67108864.0 * v * (1.0 + h3 / 67108864.0 * v)))
+    v = (adc_h - (h4 * 64.0 + h5 / 16384.0 * v)) * (
+        h2 / 65536.0 * (1.0 + h6 / 67108864.0 * v * (1.0 + h3 / 67108864.0 * v)))
     v = v * (1.0 - h1 * v / 524288.0)
     return min(max(v, 0.0), 100.0)
 

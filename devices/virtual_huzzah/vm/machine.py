@@ -151,10 +151,7 @@ def _device(addr):
         raise OSError(_ENODEV)
     chip = _chips.get(addr)
     if chip is None:
-        if spec.get("model") == "bme280":
-            chip = BME280(spec)
-        else:
-            chip = TSL2561(spec.get("id", 0x50))
+        chip = BME280(spec) if spec.get("model") == "bme280" else TSL2561(spec.get("id", 0x50))
         _chips[addr] = chip
     return chip
 
