@@ -38,6 +38,10 @@ _WIFI_RESTART_MS = const(15000)
 _STABLE_MS = const(60000)  # safemode.py: a boot that lasts this long is no boot loop
 _WDT_FEED_MS = const(500)  # the ESP8266's watchdog resets the chip after about 3.2 s unfed
 _CONFIG = "config.json"  # settings.PATH (settings.py is loaded only while it reads the file)
+_NTP_EVERY_MS = const(3600000)  # the clock is set again this often
+_NTP_RETRY_MS = const(60000)  # after a failed attempt
+_CLOCK_SET = const(1704067200)  # 2024-01-01 (Unix seconds): a clock before it has not been set
+_UNIX_OFFSET = 946684800 if time.gmtime(0)[0] == 2000 else 0  # the esp8266 port counts from 2000
 _RESCAN = const(30)  # sensor cycles between two I2C bus scans while every sensor found works
 _node = None  # the Node, once config.json has been read
 uptime_ms = 0  # since this boot, summed by watchdog_task (ticks_ms() wraps after 2^30 ms)
@@ -48,6 +52,26 @@ def _load(name):
     # from sys.modules, so its code does not hold heap in between.
     __import__(name)
     return sys.modules.pop(name)
+
+
+def unix_time():
+    """Unix seconds (int, UTC) when the clock has been set (NTP), else None."""
+    t = time.time() + _UNIX_OFFSET
+    return t if t >= _CLOCK_SET else None
+
+
+def _sync_clock(host):
+    # Set the RTC from `host` with ntptime (frozen in the ESP8266 firmware): one SNTP exchange
+    # that blocks the loop up to ntptime.timeout (1 s). True when set.
+    try:
+        ntptime = _load("ntptime")
+        ntptime.host = host
+        ntptime.settime()
+        print(f"app: clock set from {host}: {unix_time()}")
+        return True
+    except Exception as e:  # OSError: unreachable, no answer; ImportError: a build without it
+        print(f"app: ntp {host}: {e!r}")
+        return False
 
 
 def _read_config():
@@ -76,6 +100,7 @@ class Node:
         self.broker_seen = time.ticks_ms()  # when the broker last answered (or the node began)
         self.cycles = 0  # sensor cycles (every publish_interval_s)
         self.interval_s = None  # set by the command `interval`: overrides publish_interval_s until reset
+        self.ntp_due = None  # ticks_ms when the clock is to be set (again); None: at once
         self.wifi_up = False
         self.wifi_ups = 0  # times the STA interface came up (reconnects: all but the first)
         self.mqtt_ups = 0  # successful MQTT connects
@@ -103,7 +128,8 @@ class Node:
 
 
 async def wifi_task(node):
-    """Watch the STA interface; code 1 while it is down; restart the association now and then."""
+    """Watch the STA interface; code 1 while it is down; restart the association now and then.
+    While it is up, set the clock from ntp_host (ntptime) at once, then hourly (after a failure: in a minute)."""
     sta = wifi.sta()
     restarted = None
     while True:
@@ -113,6 +139,10 @@ async def wifi_task(node):
                 node.wifi_ups += 1
             statusled.clear(statusled.WIFI)
             restarted = None
+            host = node.cfg["ntp_host"]
+            if host and (node.ntp_due is None or time.ticks_diff(time.ticks_ms(), node.ntp_due) >= 0):
+                ok = _sync_clock(host)
+                node.ntp_due = time.ticks_add(time.ticks_ms(), _NTP_EVERY_MS if ok else _NTP_RETRY_MS)
         else:
             node.wifi_up = False
             statusled.set(statusled.WIFI)
@@ -167,6 +197,9 @@ async def sensor_task(node):
                     s[0].setup()
                     s[1] = True
                 reading = await _measure(s[0])
+                ts = unix_time()  # the capture time, kept however late it is published
+                if reading and ts:
+                    reading["ts"] = ts
                 if reading:
                     node.seq += 1
                     reading["seq"] = node.seq
@@ -189,7 +222,7 @@ async def sensor_task(node):
 
 def health(node):
     """The health payload (JSON str, health.py: loaded for the call)."""
-    return _load("health").payload(node, uptime_ms)
+    return _load("health").payload(node, uptime_ms, unix_time())
 
 
 async def _command(node, client, topic, msg):

@@ -8,6 +8,7 @@
 # Behaviour follows MicroPython's esp8266 port docs: an I2C address that does not answer
 # raises OSError(19) (ENODEV); invalid pins raise ValueError.
 import sys
+import time  # the time model (vm/time.py): the RTC's calendar time
 from binascii import unhexlify
 
 import _vhw
@@ -220,7 +221,17 @@ class WDT:
 
 
 class RTC:
-    """The RTC's user memory: up to 492 bytes that survive a reset (not a power cycle)."""
+    """The RTC: calendar time (datetime(); the time model counts it) and its user memory, up to
+    492 bytes that survive a reset (not a power cycle)."""
+
+    def datetime(self, dt=None):
+        """(year, month, day, weekday 0-6 Monday first, hour, minute, second, subseconds), UTC;
+        with a tuple, set the clock (the weekday given is ignored, as the esp8266 port does)."""
+        if dt is None:
+            t = time.gmtime()
+            return (t[0], t[1], t[2], t[6], t[3], t[4], t[5], 0)
+        time.set_rtc(time.mktime((dt[0], dt[1], dt[2], dt[4], dt[5], dt[6], 0, 0)))
+        return None
 
     def memory(self, data=None):
         if data is None:
