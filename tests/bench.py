@@ -4,6 +4,10 @@ heap   on the 32-bit virtual Feather Huzzah, for the .py deployment (sources com
        board) and the .mpy one (`make firmware`): the smallest heap the firmware boots and runs
        10 publish cycles in, and the free heap at the ESP8266's 38 KB as the firmware itself
        reports it after each publish (gc.mem_free() after gc.collect(), on its console)
+heap per feature (issue 8), .mpy deployment at 38 KB: the free heap after each publish with
+       only the TSL2561 (no health but on connect, no NTP, no commands), then with each feature
+       on alone and with all on: its cost is the drop in the lowest free heap; and the smallest
+       heap everything-on boots and runs 10 publish cycles in
 bridge throughput of broker -> bridge -> endpoint, messages per second
 """
 
@@ -26,6 +30,7 @@ from sensornet.endpoint import Endpoint
 from tests.helpers import BRIDGE_PASSWORD, DEVICE_PASSWORD, Sensornet, device_config, free_port
 from virtual_huzzah.board import DEPLOY_DIR, FIRMWARE_DIR, VirtualBoard, client_id_for
 from virtual_huzzah.runtime import ESP8266_HEAP, find_micropython, model_overhead
+from virtual_huzzah.sntp import SntpResponder
 
 
 def machine() -> str:
@@ -46,33 +51,50 @@ def machine() -> str:
 DEPLOYMENTS = {".py": FIRMWARE_DIR, ".mpy": DEPLOY_DIR}  # sources compiled on the board / `make firmware`
 
 
-def _run_board(root: Path, port: int, firmware: Path, share: int | None, cycles: int) -> tuple[bool, list[int]]:
+def _run_board(root: Path, port: int, firmware: Path, share: int | None, cycles: int,
+               feature: Feature | None = None) -> tuple[bool, list[int]]:
     """Run a board until `cycles` publishes (True) or it fails (False: out of memory, VM exit, 60 s)."""
     heap = None if share is None else share + model_overhead(find_micropython())
-    board = VirtualBoard(root, 0xC0FF01, config=device_config(client_id_for(0xC0FF01), port),
+    cid = client_id_for(0xC0FF01)
+    board = VirtualBoard(root, 0xC0FF01, config=device_config(cid, port, **(feature.config if feature else {})),
                          firmware_dir=firmware, heap_bytes=heap)
+    if feature and feature.bme280:
+        board.set_bme280(0x76)
     board.start()
+    operator = None
     try:
         deadline = time.monotonic() + 60
         while len(board.heap_free()) < cycles and time.monotonic() < deadline and board.running:
             if "MemoryError" in board.console_text():
                 break
+            if feature and feature.commands and board.heap_free():  # connected: a command a second
+                if operator is None:
+                    operator = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="operator")
+                    operator.username_pw_set("operator", OPERATOR_PASSWORD)
+                    operator.connect("127.0.0.1", port)
+                    operator.loop_start()
+                operator.publish(f"cmd/{cid}/status", b"", qos=1)
+                time.sleep(0.8)
             time.sleep(0.2)
         return len(board.heap_free()) >= cycles and "MemoryError" not in board.console_text(), board.heap_free()
     finally:
+        if operator:
+            operator.disconnect()
+            operator.loop_stop()
         board.stop()
         shutil.rmtree(root, ignore_errors=True)
 
 
-def _smallest_heap(root: Path, port: int, firmware: Path, cycles: int, step: int = 256) -> int:
+def _smallest_heap(root: Path, port: int, firmware: Path, cycles: int, step: int = 256,
+                   feature: Feature | None = None) -> int:
     """The smallest firmware heap share (bytes, a multiple of `step`) it boots and runs `cycles` publishes in."""
     low, high = 8 * 1024, ESP8266_HEAP  # low fails (checked below), high is the board's heap
-    ok, _ = _run_board(root / "low", port, firmware, low, cycles)
+    ok, _ = _run_board(root / "low", port, firmware, low, cycles, feature)
     if ok:
         return low
     while high - low > step:
         mid = (low + high) // 2 // step * step
-        ok, _ = _run_board(root / f"h{mid}", port, firmware, mid, cycles)
+        ok, _ = _run_board(root / f"h{mid}", port, firmware, mid, cycles, feature)
         low, high = (low, mid) if ok else (mid, high)
     return high
 
@@ -101,6 +123,53 @@ def bench_heap(cycles: int = 10) -> None:
         print(f"heap: {name:5} deployment: boots and runs {cycles} publish cycles in {smallest} B "
               f"({ESP8266_HEAP - smallest} B of 38 KB to spare); at 38 KB, free after each publish: "
               f"min {low} B ({100 * low / ESP8266_HEAP:.0f}%), last {free[-1] if free else 0} B")
+
+
+OPERATOR_PASSWORD = "bench-operator-password"
+
+
+class Feature:
+    """A firmware feature as the bench turns it on: config.json overrides, a BME280 on the bus,
+    commands sent (`status`, one a second, as the operator account)."""
+
+    def __init__(self, name: str, config: dict[str, object] | None = None, bme280: bool = False,
+                 commands: bool = False):
+        self.name, self.config, self.bme280, self.commands = name, dict(config or {}), bme280, commands
+
+
+def bench_features(cycles: int = 10) -> None:
+    base = {"health_every": 0, "ntp_host": None}
+    with tempfile.TemporaryDirectory() as tmp, SntpResponder() as sntp:
+        features = [Feature("TSL2561 only (the base)", base),
+                     Feature("+ BME280 (driver, readings)", base, bme280=True),
+                     Feature("+ health every reading", dict(base, health_every=1)),
+                     Feature("+ NTP (clock set, ts)", dict(base, ntp_host=sntp.host)),
+                     Feature("+ commands (status each second)", base, commands=True),
+                     Feature("everything on", {"health_every": 1, "ntp_host": sntp.host}, bme280=True, commands=True)]
+        port = free_port()
+        accounts = {"bridge": BRIDGE_PASSWORD, client_id_for(0xC0FF01): DEVICE_PASSWORD, "operator": OPERATOR_PASSWORD}
+        results: dict[str, list[int]] = {}
+        smallest: dict[str, int] = {}
+        with Broker(Path(tmp) / "broker", port=port, bind="127.0.0.1", accounts=accounts):
+            def one(i: int, f: Feature) -> None:
+                _, results[f.name] = _run_board(Path(tmp) / f"f{i}", port, DEPLOY_DIR, None, cycles, f)
+            for batch in (features[:3], features[3:]):  # two cores: three boards at a time
+                threads = [threading.Thread(target=one, args=(features.index(f), f)) for f in batch]
+                for t in threads:
+                    t.start()
+                for t in threads:
+                    t.join()
+            for f in (features[0], features[-1]):
+                smallest[f.name] = _smallest_heap(Path(tmp) / f"s{features.index(f)}", port, DEPLOY_DIR, cycles,
+                                                  feature=f)
+    base_free = min(results[features[0].name] or [0])
+    for f in features:
+        low = min(results[f.name] or [0])
+        cost = "" if f is features[0] else f", costs {base_free - low} B"
+        print(f"heap: feature {f.name:34} .mpy at 38 KB: lowest free after a publish {low} B{cost}")
+    for name, share in smallest.items():
+        print(f"heap: {name}: boots and runs {cycles} publish cycles in {share} B ({ESP8266_HEAP - share} B "
+              f"of 38 KB to spare)")
 
 
 async def _bridge_throughput(n: int = 2000) -> None:
@@ -137,6 +206,7 @@ async def _bridge_throughput(n: int = 2000) -> None:
 def main() -> None:
     print(f"machine: {machine()}")
     bench_heap()
+    bench_features()
     asyncio.run(_bridge_throughput())
 
 

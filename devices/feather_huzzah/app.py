@@ -60,20 +60,6 @@ def unix_time():
     return t if t >= _CLOCK_SET else None
 
 
-def _sync_clock(host):
-    # Set the RTC from `host` with ntptime (frozen in the ESP8266 firmware): one SNTP exchange
-    # that blocks the loop up to ntptime.timeout (1 s). True when set.
-    try:
-        ntptime = _load("ntptime")
-        ntptime.host = host
-        ntptime.settime()
-        print(f"app: clock set from {host}: {unix_time()}")
-        return True
-    except Exception as e:  # OSError: unreachable, no answer; ImportError: a build without it
-        print(f"app: ntp {host}: {e!r}")
-        return False
-
-
 def _read_config():
     """config.json, checked: (dict, None), or (None, the message naming the key and the fix)."""
     settings = _load("settings")
@@ -141,7 +127,7 @@ async def wifi_task(node):
             restarted = None
             host = node.cfg["ntp_host"]
             if host and (node.ntp_due is None or time.ticks_diff(time.ticks_ms(), node.ntp_due) >= 0):
-                ok = _sync_clock(host)
+                ok = _load("clock").sync(host)
                 node.ntp_due = time.ticks_add(time.ticks_ms(), _NTP_EVERY_MS if ok else _NTP_RETRY_MS)
         else:
             node.wifi_up = False
@@ -225,24 +211,6 @@ def health(node):
     return _load("health").payload(node, uptime_ms, unix_time())
 
 
-async def _command(node, client, topic, msg):
-    # One remote command (cmd/<client_id>/<name>): commands.py (loaded for the call) applies it;
-    # accepted: health as the reply (then reboot resets); refused: status/<client_id>/error.
-    cid = node.client_id
-    name = topic[len(topics.cmd(cid, "")):].decode()
-    error = _load("commands").run(node, name, msg)
-    if error:
-        print(f"app: command {name}: {error}")
-        await client.publish(topics.error(cid), json.dumps({"cmd": name, "error": error}), False, topics.QOS)
-        return
-    print(f"app: command {name} done")
-    await client.publish(topics.system(cid), health(node), False, topics.QOS)
-    if name == topics.CMD_REBOOT:
-        client.close(True)
-        await asyncio.sleep_ms(200)
-        reset()
-
-
 async def _announce(node, client):
     """After every (re)connect: the MAC, online, and the I2C bus scan. Raises OSError."""
     cid = node.client_id
@@ -275,7 +243,7 @@ async def _serve(node, client):
         await client.keep()
         while client.inbox:
             topic, msg = client.inbox.pop(0)
-            await _command(node, client, topic, msg)
+            await _load("commands").handle(node, client, topic, msg, health)
         if client.pinged is None:  # no ping waiting for its answer: the link is alive
             node.broker_seen = time.ticks_ms()
         await asyncio.sleep_ms(100)

@@ -1,9 +1,11 @@
 # Remote commands on cmd/<client_id>/<name> (README, topic table). app.py loads this module only
-# for the call and drops it after. run() checks the payload and applies the command; app.py
-# replies: health on sensors/<client_id>/system when accepted, {"cmd", "error"} on
-# status/<client_id>/error when refused, never an exception.
-import statusled
+# for the call and drops it after (identify's blinking keeps it for its 10 s). handle() replies:
+# health on sensors/<client_id>/system when the command is accepted, {"cmd", "error"} on
+# status/<client_id>/error when refused; never an exception for a payload.
+import json
+
 import topics
+from machine import Pin, reset
 
 try:
     import asyncio
@@ -39,5 +41,34 @@ def run(node, name, payload):
     if text:
         return f"{name} takes no value, not {text[:24]!r}"
     if name == topics.CMD_IDENTIFY:
-        asyncio.create_task(statusled.identify(IDENTIFY_MS))
+        asyncio.create_task(identify(IDENTIFY_MS))
     return None
+
+
+async def identify(ms, pin=2):
+    """Task: blink the blue LED (GPIO2, active low) 4 times a second for `ms` milliseconds, then
+    leave it dark."""
+    led = Pin(pin, Pin.OUT, value=1)
+    for _ in range(ms // 125):
+        led(not led())
+        await asyncio.sleep_ms(125)
+    led(1)
+
+
+async def handle(node, client, topic, msg, health):
+    """One command: `topic` cmd/<client_id>/<name> and `msg` (bytes) as received; `client` the
+    connected mqtt.Client; health() the health payload (str). Publishes the reply (raises OSError
+    when that fails); reboot resets the board after it."""
+    cid = node.client_id
+    name = topic[len(topics.cmd(cid, "")):].decode()
+    error = run(node, name, msg)
+    if error:
+        print(f"app: command {name}: {error}")
+        await client.publish(topics.error(cid), json.dumps({"cmd": name, "error": error}), False, topics.QOS)
+        return
+    print(f"app: command {name} done")
+    await client.publish(topics.system(cid), health(node), False, topics.QOS)
+    if name == topics.CMD_REBOOT:
+        client.close(True)
+        await asyncio.sleep_ms(200)
+        reset()

@@ -55,12 +55,3 @@ async def run(pin=0):
             await asyncio.sleep_ms(_BLINK_MS)
         await asyncio.sleep_ms(_PAUSE_MS)
 
-
-async def identify(ms, pin=2):
-    """Task: blink the blue LED (GPIO2, active low) for `ms` milliseconds (the command identify),
-    4 times a second, then leave it dark."""
-    led = Pin(pin, Pin.OUT, value=1)
-    for _ in range(ms // 125):
-        led(not led())
-        await asyncio.sleep_ms(125)
-    led(1)
