@@ -141,13 +141,16 @@ async def wifi_task(node):
 
 def _drivers(cfg):
     # The driver registry: (I2C address, driver module = sensor name). One driver per file, each
-    # with make(i2c, address, cfg) -> a sensor: setup(); wait_ms(); update() -> dict or None
-    # (measure again). A module is imported only when the bus scan finds its address.
+    # with make(i2c, address, cfg, keep) -> a sensor: setup(); wait_ms(); update() -> dict or None
+    # (measure again); `keep` (a list) holds what the driver keeps between readings as plain data.
+    # A driver's module is imported for each reading and dropped after it (load-and-drop): only
+    # one driver's code is in the heap at a time, and none between readings.
     return ((cfg["tsl2561_address"], topics.TSL2561), (0x76, topics.BME280), (0x77, topics.BME280))
 
 
 async def _measure(sensor):
-    # one reading (dict) of a sensor set up; None when automatic gain never settled
+    # one reading (dict) of a sensor; None when automatic gain never settled
+    sensor.setup()
     for _ in range(4):  # the TSL2561's automatic gain: up to 3 steps of its ladder, then the reading
         await asyncio.sleep_ms(sensor.wait_ms())
         reading = sensor.update()
@@ -159,30 +162,27 @@ async def _measure(sensor):
 async def sensor_task(node):
     """Every publish_interval_s, read each sensor the I2C bus scan found (the registry, _drivers)
     and queue its reading. Code 5 while one of them fails or none is found; the others go on. A
-    failed sensor is set up again each cycle (when it is back); the bus is scanned each cycle
-    while one fails or none is found, else every _RESCAN cycles."""
+    failed sensor is tried again each cycle (when it is back, it reads again); the bus is scanned
+    each cycle while one fails or none is found, else every _RESCAN cycles."""
     cfg = node.cfg
     cid = node.client_id
-    sensors = {}  # name -> [sensor, set up (bool)]
+    sensors = {}  # name -> [address, keep (the driver's list), working (bool)]
     while True:
         t0 = time.ticks_ms()
-        if not sensors or node.cycles % _RESCAN == 0 or not all(s[1] for s in sensors.values()):
+        if not sensors or node.cycles % _RESCAN == 0 or not all(s[2] for s in sensors.values()):
             try:
                 found = node.i2c.scan()
             except OSError:
                 found = ()
             for address, name in _drivers(cfg):
                 if address in found and name not in sensors:
-                    __import__(name)
-                    sensors[name] = [sys.modules[name].make(node.i2c, address, cfg), False]
+                    sensors[name] = [address, [], True]
                     print(f"app: {name} found at 0x{address:02x}")
         failed = not sensors
         for name, s in sensors.items():
             try:
-                if not s[1]:
-                    s[0].setup()
-                    s[1] = True
-                reading = await _measure(s[0])
+                __import__(name)
+                reading = await _measure(sys.modules.pop(name).make(node.i2c, s[0], cfg, s[1]))
                 ts = unix_time()  # the capture time, kept however late it is published
                 if reading and ts:
                     reading["ts"] = ts
@@ -190,11 +190,14 @@ async def sensor_task(node):
                     node.seq += 1
                     reading["seq"] = node.seq
                     node.queue(topics.sensor(cid, name), json.dumps(reading))
+                s[2] = True
             except Exception as e:  # OSError from the bus; anything else must not end the task
-                if s[1]:
+                sys.modules.pop(name, None)
+                if s[2]:
                     print(f"{name}: {e!r}")
-                s[1] = False
+                s[2] = False
                 failed = True
+            reading = None
         if failed:
             statusled.set(statusled.SENSOR)
         else:

@@ -124,6 +124,7 @@ class BME280:
                 "pressure_hpa": round(p / 25600, 2)}
 
 
-def make(i2c, address, cfg):
-    """The driver registry's constructor (app.py): a BME280 at `address` (0x76 or 0x77)."""
+def make(i2c, address, cfg, keep):
+    """The driver registry's constructor (app.py): a BME280 at `address` (0x76 or 0x77). It keeps
+    nothing between readings (setup() reads the calibration each time: 33 bytes)."""
     return BME280(i2c, address)

@@ -85,6 +85,7 @@ class TSL2561:
         self._buf = bytearray(4)  # one read of both channels, reused
         self._one = bytearray(1)
         self._ready = 0
+        self.keep = None  # make(): a list kept between instances, [gain, integration index]
 
     def _write(self, reg, value):
         self._one[0] = value
@@ -150,6 +151,8 @@ class TSL2561:
         broadband, ir = self.read_raw()
         if self.auto and self._step(broadband):
             self._timing()
+            if self.keep is not None:
+                self.keep[:] = (self.gain, self.integ)
             return None
         ms = INTEGRATION_MS[self.integ]
         value = lux(broadband, ir, self.gain, ms, self.package)
@@ -162,6 +165,12 @@ class TSL2561:
         }
 
 
-def make(i2c, address, cfg):
-    """The driver registry's constructor (app.py): a TSL2561 at `address` per config.json."""
-    return TSL2561(i2c, address, cfg["tsl2561_gain"], cfg["tsl2561_integration_ms"], cfg["tsl2561_package"])
+def make(i2c, address, cfg, keep):
+    """The driver registry's constructor (app.py): a TSL2561 at `address` per config.json. `keep`
+    (list, empty at first) carries the automatic gain's place on its ladder from one instance to
+    the next, so app.py can drop this module between readings."""
+    s = TSL2561(i2c, address, cfg["tsl2561_gain"], cfg["tsl2561_integration_ms"], cfg["tsl2561_package"])
+    if keep and s.auto:
+        s.gain, s.integ = keep
+    s.keep = keep
+    return s
