@@ -46,7 +46,14 @@ def test_status_and_interval(broker, subscriber, make_board):
 
 
 def test_bad_commands_get_an_error_reply_and_the_board_goes_on(broker, subscriber, make_board):
+    # a command left retained would act again at every connect (a reboot: a boot loop): dropped
+    broker.add_account("operator", OPERATOR_PASSWORD)
+    operator = Subscriber(broker.port, (f"status/{CLIENT_ID}/error",), "operator", OPERATOR_PASSWORD, "operator")
+    # (b" ": a reboot once stripped; an empty retained payload would only clear the topic)
+    operator.client.publish(f"cmd/{CLIENT_ID}/reboot", b" ", qos=1, retain=True).wait_for_publish(5)
+    operator.close()
     board = started(broker, subscriber, make_board)
+    board.wait_console("incoming retained message of", 10)
     cases = [("interval", "abc", "interval"), ("interval", "0", "1 to 86400"), ("interval", "1e9", "1 to 86400"),
              ("interval", "nan", "1 to 86400"), ("identify", "now", "takes no value"),
              ("dance", "", "unknown command")]

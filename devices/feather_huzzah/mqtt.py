@@ -158,8 +158,9 @@ class Client(MQTTClient):
         return kind
 
     async def _publish_in(self, kind, n, deadline):
-        # a PUBLISH of n bytes after its fixed header (QoS 0: the subscription's)
-        if n > _MAX_IN or len(self.inbox) >= _INBOX:
+        # a PUBLISH of n bytes after its fixed header (QoS 0: the subscription's). A retained one
+        # is dropped too: a command left retained (reboot) would act again at every connect.
+        if n > _MAX_IN or len(self.inbox) >= _INBOX or kind & 1:
             left = n
             scrap = bytearray(min(n, 64))
             while left:
@@ -167,7 +168,8 @@ class Client(MQTTClient):
                 await self._fill(memoryview(scrap)[:k], deadline)
                 left -= k
             self.dropped_in += 1
-            print(f"mqtt: incoming message of {n} bytes dropped ({self.dropped_in} so far)")
+            print(f"mqtt: incoming {'retained ' if kind & 1 else ''}message of {n} bytes dropped "
+                  f"({self.dropped_in} so far)")
             return
         body = bytearray(n)
         await self._fill(memoryview(body), deadline)
