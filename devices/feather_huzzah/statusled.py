@@ -54,4 +54,3 @@ async def run(pin=0):
             led(1)
             await asyncio.sleep_ms(_BLINK_MS)
         await asyncio.sleep_ms(_PAUSE_MS)
-
