@@ -86,7 +86,8 @@ $(MPLIB)/umqtt/simple.py: | $(VENV)/.installed
 	if [ -z "$$src" ]; then echo "setup: FAILED: could not fetch micropython-umqtt.simple==$(UMQTT_VERSION) from PyPI; see $(SETUP_LOG)" >&2; exit 1; fi; \
 	mkdir -p $(@D) && cp "$$src" $@
 
-$(MPY_BUILD)/micropython: $(MPLIB)/umqtt/simple.py devices/virtual_huzzah/manifest.py scripts/build-micropython.sh
+$(MPY_BUILD)/micropython: $(MPLIB)/umqtt/simple.py devices/virtual_huzzah/manifest.py scripts/build-micropython.sh \
+		devices/virtual_huzzah/vm/ntptime.py
 	@echo "setup: building MicroPython 1.28.0's unix port, 32-bit, for the virtual boards (about 20 s; from $(MICROPYTHON_SRC))"
 	@MICROPYTHON_SRC='$(MICROPYTHON_SRC)' UMQTT_DIR=$(MPLIB) scripts/build-micropython.sh $(MPY_BUILD) | sed 's/^/setup: /'
 

@@ -22,7 +22,7 @@ me=build-micropython
 MICROPYTHON_VERSION=1.28.0
 DEFAULT_SRC=https://github.com/micropython/micropython/releases/download/v$MICROPYTHON_VERSION/micropython-$MICROPYTHON_VERSION.tar.xz
 MANIFEST=$repo/devices/virtual_huzzah/manifest.py
-FROZEN="asyncio, umqtt.simple"
+FROZEN="asyncio, umqtt.simple, ntptime"
 # Submodules that are not needed (and not in a release tarball) are switched off.
 UNIX_FLAGS=(VARIANT=standard MICROPY_PY_FFI=0 MICROPY_PY_BTREE=0 MICROPY_PY_SSL=0 MICROPY_SSL_MBEDTLS=0)
 
@@ -114,6 +114,7 @@ stamp_text=$(
   echo "micropython-src $src_kind sha256 $src_sha"
   echo "manifest sha256 $(sha256sum <"$MANIFEST" | cut -d' ' -f1)"
   echo "umqtt/simple.py sha256 $(sha256sum <"$umqtt_dir/umqtt/simple.py" | cut -d' ' -f1)"
+  echo "ntptime.py sha256 $(sha256sum <"$repo/devices/virtual_huzzah/vm/ntptime.py" | cut -d' ' -f1)"
   echo "unix port: 32-bit, ${UNIX_FLAGS[*]}"
 )
 if [ -x "$out/micropython" ] && [ -x "$out/mpy-cross" ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$stamp_text" ]; then

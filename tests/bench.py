@@ -4,6 +4,10 @@ heap   on the 32-bit virtual Feather Huzzah, for the .py deployment (sources com
        board) and the .mpy one (`make firmware`): the smallest heap the firmware boots and runs
        10 publish cycles in, and the free heap at the ESP8266's 38 KB as the firmware itself
        reports it after each publish (gc.mem_free() after gc.collect(), on its console)
+heap per feature (issue 8), .mpy deployment at 38 KB: the free heap after each publish with
+       only the TSL2561 (no health but on connect, no NTP, no commands), then with each feature
+       on alone and with all on: its cost is the drop in the lowest free heap; and the smallest
+       heap everything-on boots and runs 10 publish cycles in
 (The bridge's benchmark, against mosquitto_sub and Node-RED, is tests/bench_bridge.py.)
 """
 
@@ -12,16 +16,20 @@ from __future__ import annotations
 import os
 import platform
 import shutil
+import statistics
 import subprocess
 import tempfile
 import threading
 import time
 from pathlib import Path
 
+import paho.mqtt.client as mqtt
+
 from sensornet.broker import Broker
 from tests.helpers import BRIDGE_PASSWORD, DEVICE_PASSWORD, device_config, free_port
 from virtual_huzzah.board import DEPLOY_DIR, FIRMWARE_DIR, VirtualBoard, client_id_for
 from virtual_huzzah.runtime import ESP8266_HEAP, find_micropython, model_overhead
+from virtual_huzzah.sntp import SntpResponder
 
 
 def machine() -> str:
@@ -42,33 +50,50 @@ def machine() -> str:
 DEPLOYMENTS = {".py": FIRMWARE_DIR, ".mpy": DEPLOY_DIR}  # sources compiled on the board / `make firmware`
 
 
-def _run_board(root: Path, port: int, firmware: Path, share: int | None, cycles: int) -> tuple[bool, list[int]]:
+def _run_board(root: Path, port: int, firmware: Path, share: int | None, cycles: int,
+               feature: Feature | None = None) -> tuple[bool, list[int]]:
     """Run a board until `cycles` publishes (True) or it fails (False: out of memory, VM exit, 60 s)."""
     heap = None if share is None else share + model_overhead(find_micropython())
-    board = VirtualBoard(root, 0xC0FF01, config=device_config(client_id_for(0xC0FF01), port),
+    cid = client_id_for(0xC0FF01)
+    board = VirtualBoard(root, 0xC0FF01, config=device_config(cid, port, **(feature.config if feature else {})),
                          firmware_dir=firmware, heap_bytes=heap)
+    if feature and feature.bme280:
+        board.set_bme280(0x76)
     board.start()
+    operator = None
     try:
         deadline = time.monotonic() + 60
         while len(board.heap_free()) < cycles and time.monotonic() < deadline and board.running:
             if "MemoryError" in board.console_text():
                 break
+            if feature and feature.commands and board.heap_free():  # connected: a command a second
+                if operator is None:
+                    operator = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="operator")
+                    operator.username_pw_set("operator", OPERATOR_PASSWORD)
+                    operator.connect("127.0.0.1", port)
+                    operator.loop_start()
+                operator.publish(f"cmd/{cid}/status", b"", qos=1)
+                time.sleep(0.8)
             time.sleep(0.2)
         return len(board.heap_free()) >= cycles and "MemoryError" not in board.console_text(), board.heap_free()
     finally:
+        if operator:
+            operator.disconnect()
+            operator.loop_stop()
         board.stop()
         shutil.rmtree(root, ignore_errors=True)
 
 
-def _smallest_heap(root: Path, port: int, firmware: Path, cycles: int, step: int = 256) -> int:
+def _smallest_heap(root: Path, port: int, firmware: Path, cycles: int, step: int = 256,
+                   feature: Feature | None = None) -> int:
     """The smallest firmware heap share (bytes, a multiple of `step`) it boots and runs `cycles` publishes in."""
     low, high = 8 * 1024, ESP8266_HEAP  # low fails (checked below), high is the board's heap
-    ok, _ = _run_board(root / "low", port, firmware, low, cycles)
+    ok, _ = _run_board(root / "low", port, firmware, low, cycles, feature)
     if ok:
         return low
     while high - low > step:
         mid = (low + high) // 2 // step * step
-        ok, _ = _run_board(root / f"h{mid}", port, firmware, mid, cycles)
+        ok, _ = _run_board(root / f"h{mid}", port, firmware, mid, cycles, feature)
         low, high = (low, mid) if ok else (mid, high)
     return high
 
@@ -99,9 +124,59 @@ def bench_heap(cycles: int = 10) -> None:
               f"min {low} B ({100 * low / ESP8266_HEAP:.0f}%), last {free[-1] if free else 0} B")
 
 
+OPERATOR_PASSWORD = "bench-operator-password"
+
+
+class Feature:
+    """A firmware feature as the bench turns it on: config.json overrides, a BME280 on the bus,
+    commands sent (`status`, one a second, as the operator account)."""
+
+    def __init__(self, name: str, config: dict[str, object] | None = None, bme280: bool = False,
+                 commands: bool = False):
+        self.name, self.config, self.bme280, self.commands = name, dict(config or {}), bme280, commands
+
+
+def bench_features(cycles: int = 10) -> None:
+    base = {"health_every": 0, "ntp_host": None}
+    with tempfile.TemporaryDirectory() as tmp, SntpResponder() as sntp:
+        features = [Feature("TSL2561 only (the base)", base),
+                     Feature("+ BME280 (driver, readings)", base, bme280=True),
+                     Feature("+ health every reading", dict(base, health_every=1)),
+                     Feature("+ NTP (clock set, ts)", dict(base, ntp_host=sntp.host)),
+                     Feature("+ commands (status each second)", base, commands=True),
+                     Feature("everything on", {"health_every": 1, "ntp_host": sntp.host}, bme280=True, commands=True)]
+        port = free_port()
+        accounts = {"bridge": BRIDGE_PASSWORD, client_id_for(0xC0FF01): DEVICE_PASSWORD, "operator": OPERATOR_PASSWORD}
+        results: dict[str, list[int]] = {}
+        smallest: dict[str, int] = {}
+        with Broker(Path(tmp) / "broker", port=port, bind="127.0.0.1", accounts=accounts):
+            def one(i: int, f: Feature) -> None:
+                _, results[f.name] = _run_board(Path(tmp) / f"f{i}", port, DEPLOY_DIR, None, cycles, f)
+                smallest[f.name] = _smallest_heap(Path(tmp) / f"s{i}", port, DEPLOY_DIR, cycles, feature=f)
+            for batch in (features[:3], features[3:]):  # two cores: three boards at a time
+                threads = [threading.Thread(target=one, args=(features.index(f), f)) for f in batch]
+                for t in threads:
+                    t.start()
+                for t in threads:
+                    t.join()
+    # The smallest heap: the peak a feature adds. It is found by bisection on "ran 10 cycles without
+    # MemoryError", which fragmentation and timing make fuzzy near the edge: +-1-2 KB from run to
+    # run. The free heap after a publish at 38 KB moves with what the other tasks hold at that
+    # moment (a driver loaded mid-reading, the outbox): its lowest, median and highest.
+    print("heap: per feature, .mpy deployment: the smallest heap it boots and runs "
+          f"{cycles} publish cycles in (over the base), and at 38 KB the free heap after a publish")
+    base = smallest[features[0].name]
+    for f in features:
+        share, free = smallest[f.name], sorted(results[f.name] or [0])
+        cost = "" if f is features[0] else f" (+{share - base} B)"
+        print(f"heap: {f.name:33} {share:6} B{cost:10}  free at 38 KB: lowest {free[0]} B, "
+              f"median {statistics.median_low(free)} B, highest {free[-1]} B")
+
+
 def main() -> None:
     print(f"machine: {machine()}")
     bench_heap()
+    bench_features()
 
 
 if __name__ == "__main__":

@@ -236,7 +236,7 @@ def device_config(client_id: str, port: int, password: str = DEVICE_PASSWORD, **
     ap = AccessPoint()
     cfg = {"wifi_ssid": ap.ssid, "wifi_password": ap.password, "mqtt_host": "127.0.0.1", "mqtt_port": port,
            "mqtt_user": client_id, "mqtt_password": password, "client_id": None, "publish_interval_s": 1,
-           "wifi_timeout_s": 3}
+           "wifi_timeout_s": 3, "ntp_host": None}  # NTP off: tests that want it name a loopback responder
     cfg.update(overrides)
     return cfg
 

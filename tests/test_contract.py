@@ -82,8 +82,8 @@ def test_covers():
 
 def test_the_acl_lets_a_device_write_exactly_its_topics_from_topics_py():
     patterns, _ = acl_rules((REPO / "broker" / "acl").read_text())
-    expected = [topics.connect("%u"), topics.status("%u"), topics.sensor("%u", "#")]
-    assert sorted(patterns) == sorted(("write", t) for t in expected)
+    expected = [topics.connect("%u"), topics.status("%u"), topics.sensor("%u", "#"), topics.error("%u")]
+    assert sorted(patterns) == sorted([("write", t) for t in expected] + [("read", topics.cmd("%u", "#"))])
     assert len(patterns) == len(set(patterns))
 
 
@@ -120,7 +120,8 @@ def test_the_readme_topic_table_is_topics_py():
     documented = {re.match(r"\| `([^`]+)`", row)[1] for row in rows}
     documented = {t for t in documented if CID in t}
     assert documented == {topics.connect(CID), topics.status(CID), topics.sensor(CID, topics.TSL2561),
-                          topics.sensor(CID, topics.I2C)}
+                          topics.sensor(CID, topics.I2C), topics.sensor(CID, topics.BME280), topics.system(CID),
+                          topics.cmd(CID, "<name>"), topics.error(CID)}
     assert len(rows) == len(documented)  # one row each, no other rows
 
 

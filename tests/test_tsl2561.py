@@ -70,7 +70,7 @@ from machine import I2C, Pin
 s = tsl2561.TSL2561(I2C(scl=Pin(5), sda=Pin(4)), address={address}, gain={gain!r}, integration_ms={integ})
 s.setup()
 out = []
-for _ in range(4):
+for _ in range(6):
     time.sleep_ms(s.wait_ms())
     r = s.update()
     if r:
@@ -100,13 +100,39 @@ def test_automatic_gain_switches_to_1x_in_bright_light(tmp_path):
     assert {r["gain"] for r in bright} == {1}
 
 
-def test_sunlight_saturates_and_reports_no_lux(tmp_path):
+# Direct sunlight: 1x at 402 ms saturates near 17,000 lux (above); the ladder goes on to 101 ms
+# (1x ceiling 37177 counts: ~44,000 lux at R = 0.3, channel 0 = lux x 101/402/16 / 0.018909 =
+# lux x 0.8303), then to 13.7 ms over 35,000 counts (42,150 lux) before reporting saturation.
+@pytest.mark.parametrize(("lux", "integration_ms"), [(20000.0, 101), (40000.0, 101), (43000.0, 13.7)])
+def test_sunlight_shortens_the_integration_time_and_reads_as_a_number(tmp_path, lux, integration_ms):
+    readings = driver_readings(tmp_path, lux)
+    assert readings
+    for r in readings:
+        assert r["gain"] == 1
+        assert r["integration_ms"] == integration_ms
+        assert r["lux"] == pytest.approx(lux, rel=0.02)
+
+
+def test_beyond_direct_sunlight_saturates_at_13_7_ms_and_reports_no_lux(tmp_path):
     readings = driver_readings(tmp_path, 150000.0)
     assert readings
     for r in readings:
         assert r["lux"] is None
         assert r["gain"] == 1
-        assert r["broadband"] == 65535
+        assert r["integration_ms"] == 13.7
+        assert r["broadband"] == 5047  # the datasheet's ceiling at 13.7 ms
+
+
+def test_the_ladder_climbs_back_when_the_sun_goes(tmp_path):
+    code = DRIVER.replace("for _ in range(6):", "for lux in (150000, 150000, 150000, 150000, 20, 20, 20, 20, 20, 20):\n"
+                          "    st = dict(json.load(open('state.json')), lux=lux)\n"
+                          "    open('state.json', 'w').write(json.dumps(st))\n"
+                          "    time.sleep_ms(250)")
+    code = code.format(address=0x39, gain="auto", integ=402)
+    out = json.loads(run_micropython(code, hw(150000.0), tmp_path))
+    assert out[0]["integration_ms"] == 13.7
+    assert (out[-1]["gain"], out[-1]["integration_ms"]) == (16, 402)
+    assert out[-1]["lux"] == pytest.approx(20, rel=0.02)
 
 
 def test_fixed_gain_and_short_integration(tmp_path):

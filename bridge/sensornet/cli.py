@@ -17,6 +17,7 @@ SUBCOMMANDS = {
     "bridge": ("sensornet.bridge", "forward device messages from the broker to WebSocket and TCP endpoints"),
     "endpoint": ("sensornet.endpoint", "reference receiver: listen for WebSocket and TCP, print each reading"),
     "demo": ("sensornet.demo", "broker + three virtual boards + bridge + endpoint, readings printed live"),
+    "cmd": ("sensornet.cmd", "send a remote command to a device (interval, identify, reboot, status), print its reply"),
     "dashboard": ("sensornet.dashboard", "serve a live dashboard with history, and Home Assistant discovery"),
     "client-id": ("sensornet.clientid", "print the client id a board will use, from its Wi-Fi MAC"),
 }

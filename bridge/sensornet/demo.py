@@ -95,14 +95,25 @@ def main(argv: list[str] | None = None) -> int:
     dashboard_port = 8080 if _is_free(HOST, 8080) else free_port(HOST)
     bridge_password, device_password = secrets.token_urlsafe(12), secrets.token_urlsafe(12)
     dashboard_password = secrets.token_urlsafe(12)
-    monitor_password = secrets.token_urlsafe(12)
+    monitor_password, operator_password = secrets.token_urlsafe(12), secrets.token_urlsafe(12)
     try:
         boards = make_fleet(state / "boards", args.count, HOST, port, device_password,
                             interval_s=args.interval, micropython=args.micropython)
     except BoardError as e:
         print(f"sensornet demo: {e}", file=sys.stderr)
         return 2
+    from virtual_huzzah.sntp import SntpResponder
+
+    try:  # the boards set their clocks from it (loopback): readings carry "ts"
+        sntp: SntpResponder | None = SntpResponder()
+    except OSError as e:
+        sntp = None
+        print(f"sensornet demo: no SNTP responder on port 123 ({e}): readings without ts", file=sys.stderr)
+    for b in boards:
+        if sntp and isinstance(b.config, dict):
+            b.config["ntp_host"] = sntp.host
     accounts = {"bridge": bridge_password, "dashboard": dashboard_password, "monitor": monitor_password,
+                "operator": operator_password,
                 **{b.client_id: device_password for b in boards}}
     (state / "credentials.txt").write_text("".join(f"{k} {v}\n" for k, v in accounts.items()))
     (state / "credentials.txt").chmod(0o600)
@@ -182,6 +193,8 @@ def main(argv: list[str] | None = None) -> int:
         childproc.stop(dashboard)
         childproc.stop(endpoint)
         broker.stop()
+        if sntp:
+            sntp.close()
 
     missing = [cid for cid, via in seen.items() if not {"ws", "tcp"} <= via]
     for cid, via in seen.items():

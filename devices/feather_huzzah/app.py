@@ -1,7 +1,11 @@
 # The application: asyncio tasks that keep Wi-Fi and the broker connection up, take sensor
 # readings and publish them on the topics of topics.py (the topic contract):
-#   sensors/<client_id>/tsl2561  JSON {"lux", "broadband", "ir", "gain", "integration_ms", "seq"}
+#   sensors/<client_id>/tsl2561  JSON {"lux", "broadband", "ir", "gain", "integration_ms", "seq", "ts"?}
+#   sensors/<client_id>/bme280   JSON {"temperature_c", "humidity_pct", "pressure_hpa", "seq", "ts"?}
 #   sensors/<client_id>/i2c      JSON {"addresses": [57, ...]}, the I2C bus scan, on every connect
+#   sensors/<client_id>/system   JSON health (health.py), on connect, every health_every readings
+#                                and after each accepted command on cmd/<client_id>/<name>
+#   status/<client_id>/error     JSON {"cmd", "error"}: the reply to a refused command (commands.py)
 # A changed config.json is applied without a reset: _run() restarts the tasks with it.
 import gc
 import json
@@ -25,7 +29,6 @@ except Exception as e:  # ImportError: no umqtt.simple (the 1 MB firmware build)
 
 import statusled
 import topics
-import tsl2561
 import wifi
 
 _BACKOFF_MIN_MS = const(1000)
@@ -35,7 +38,13 @@ _WIFI_RESTART_MS = const(15000)
 _STABLE_MS = const(60000)  # safemode.py: a boot that lasts this long is no boot loop
 _WDT_FEED_MS = const(500)  # the ESP8266's watchdog resets the chip after about 3.2 s unfed
 _CONFIG = "config.json"  # settings.PATH (settings.py is loaded only while it reads the file)
+_NTP_EVERY_MS = const(3600000)  # the clock is set again this often
+_NTP_RETRY_MS = const(60000)  # after a failed attempt
+_CLOCK_SET = const(1704067200)  # 2024-01-01 (Unix seconds): a clock before it has not been set
+_UNIX_OFFSET = 946684800 if time.gmtime(0)[0] == 2000 else 0  # the esp8266 port counts from 2000
+_RESCAN = const(30)  # sensor cycles between two I2C bus scans while every sensor found works
 _node = None  # the Node, once config.json has been read
+uptime_ms = 0  # since this boot, summed by watchdog_task (ticks_ms() wraps after 2^30 ms)
 
 
 def _load(name):
@@ -43,6 +52,12 @@ def _load(name):
     # from sys.modules, so its code does not hold heap in between.
     __import__(name)
     return sys.modules.pop(name)
+
+
+def unix_time():
+    """Unix seconds (int, UTC) when the clock has been set (NTP), else None."""
+    t = time.time() + _UNIX_OFFSET
+    return t if t >= _CLOCK_SET else None
 
 
 def _read_config():
@@ -69,6 +84,12 @@ class Node:
         self.dropped = 0
         self.seq = 0
         self.broker_seen = time.ticks_ms()  # when the broker last answered (or the node began)
+        self.cycles = 0  # sensor cycles (every publish_interval_s)
+        self.interval_s = None  # set by the command `interval`: overrides publish_interval_s until reset
+        self.ntp_due = None  # ticks_ms when the clock is to be set (again); None: at once
+        self.wifi_up = False
+        self.wifi_ups = 0  # times the STA interface came up (reconnects: all but the first)
+        self.mqtt_ups = 0  # successful MQTT connects
         self.configure(cfg)
 
     def configure(self, cfg):
@@ -93,14 +114,23 @@ class Node:
 
 
 async def wifi_task(node):
-    """Watch the STA interface; code 1 while it is down; restart the association now and then."""
+    """Watch the STA interface; code 1 while it is down; restart the association now and then.
+    While it is up, set the clock from ntp_host (ntptime) at once, then hourly (after a failure: in a minute)."""
     sta = wifi.sta()
     restarted = None
     while True:
         if sta.isconnected():
+            if not node.wifi_up:
+                node.wifi_up = True
+                node.wifi_ups += 1
             statusled.clear(statusled.WIFI)
             restarted = None
+            host = node.cfg["ntp_host"]
+            if host and (node.ntp_due is None or time.ticks_diff(time.ticks_ms(), node.ntp_due) >= 0):
+                ok = _load("clock").sync(host)
+                node.ntp_due = time.ticks_add(time.ticks_ms(), _NTP_EVERY_MS if ok else _NTP_RETRY_MS)
         else:
+            node.wifi_up = False
             statusled.set(statusled.WIFI)
             if restarted is None or time.ticks_diff(time.ticks_ms(), restarted) > _WIFI_RESTART_MS:
                 print(f"wifi: not connected (status {sta.status()}), connecting")
@@ -109,36 +139,79 @@ async def wifi_task(node):
         await asyncio.sleep_ms(500)
 
 
+def _drivers(cfg):
+    # The driver registry: (I2C address, driver module = sensor name). One driver per file, each
+    # with make(i2c, address, cfg, keep) -> a sensor: setup(); wait_ms(); update() -> dict or None
+    # (measure again); `keep` (a list) holds what the driver keeps between readings as plain data.
+    # A driver's module is imported for each reading and dropped after it (load-and-drop): only
+    # one driver's code is in the heap at a time, and none between readings.
+    return ((cfg["tsl2561_address"], topics.TSL2561), (0x76, topics.BME280), (0x77, topics.BME280))
+
+
+async def _measure(sensor):
+    # one reading (dict) of a sensor; None when automatic gain never settled
+    sensor.setup()
+    for _ in range(4):  # the TSL2561's automatic gain: up to 3 steps of its ladder, then the reading
+        await asyncio.sleep_ms(sensor.wait_ms())
+        reading = sensor.update()
+        if reading:
+            return reading
+    return None
+
+
 async def sensor_task(node):
-    """Every publish_interval_s, read the TSL2561 and queue the reading. Code 5 while it fails."""
+    """Every publish_interval_s, read each sensor the I2C bus scan found (the registry, _drivers)
+    and queue its reading. Code 5 while one of them fails or none is found; the others go on. A
+    failed sensor is tried again each cycle (when it is back, it reads again); the bus is scanned
+    each cycle while one fails or none is found, else every _RESCAN cycles."""
     cfg = node.cfg
-    sensor = tsl2561.TSL2561(node.i2c, cfg["tsl2561_address"], cfg["tsl2561_gain"],
-                             cfg["tsl2561_integration_ms"], cfg["tsl2561_package"])
-    topic = topics.sensor(node.client_id, topics.TSL2561)
-    interval_ms = int(cfg["publish_interval_s"] * 1000)
-    ready = False
+    cid = node.client_id
+    sensors = {}  # name -> [address, keep (the driver's list), working (bool)]
     while True:
         t0 = time.ticks_ms()
-        try:
-            if not ready:
-                sensor.setup()
-                ready = True
-            reading = None
-            for _ in range(3):  # automatic gain may ask for another integration
-                await asyncio.sleep_ms(sensor.wait_ms())
-                reading = sensor.update()
+        if not sensors or node.cycles % _RESCAN == 0 or not all(s[2] for s in sensors.values()):
+            try:
+                found = node.i2c.scan()
+            except OSError:
+                found = ()
+            for address, name in _drivers(cfg):
+                if address in found and name not in sensors:
+                    sensors[name] = [address, [], True]
+                    print(f"app: {name} found at 0x{address:02x}")
+        failed = not sensors
+        for name, s in sensors.items():
+            try:
+                __import__(name)
+                reading = await _measure(sys.modules.pop(name).make(node.i2c, s[0], cfg, s[1]))
+                ts = unix_time()  # the capture time, kept however late it is published
+                if reading and ts:
+                    reading["ts"] = ts
                 if reading:
-                    break
-            if reading:
-                node.seq += 1
-                reading["seq"] = node.seq
-                node.queue(topic, json.dumps(reading))
-            statusled.clear(statusled.SENSOR)
-        except Exception as e:  # OSError from the bus; anything else must not end the task
-            ready = False
+                    node.seq += 1
+                    reading["seq"] = node.seq
+                    node.queue(topics.sensor(cid, name), json.dumps(reading))
+                s[2] = True
+            except Exception as e:  # OSError from the bus; anything else must not end the task
+                sys.modules.pop(name, None)
+                if s[2]:
+                    print(f"{name}: {e!r}")
+                s[2] = False
+                failed = True
+            reading = None
+        if failed:
             statusled.set(statusled.SENSOR)
-            print(f"tsl2561: {e!r}")
+        else:
+            statusled.clear(statusled.SENSOR)
+        node.cycles += 1
+        if cfg["health_every"] and node.cycles % cfg["health_every"] == 0:
+            node.queue(topics.system(cid), health(node))
+        interval_ms = int((node.interval_s or cfg["publish_interval_s"]) * 1000)
         await asyncio.sleep_ms(max(0, interval_ms - time.ticks_diff(time.ticks_ms(), t0)))
+
+
+def health(node):
+    """The health payload (JSON str, health.py: loaded for the call)."""
+    return _load("health").payload(node, uptime_ms, unix_time())
 
 
 async def _announce(node, client):
@@ -151,6 +224,9 @@ async def _announce(node, client):
     except OSError:
         addresses = []
     await client.publish(topics.sensor(cid, topics.I2C), json.dumps({"addresses": addresses}), False, topics.QOS)
+    if await client.subscribe(topics.cmd(cid, "#")):
+        print("app: subscription to cmd/ refused (broker ACL)")
+    await client.publish(topics.system(cid), health(node), False, topics.QOS)
 
 
 async def _serve(node, client):
@@ -168,6 +244,9 @@ async def _serve(node, client):
             gc.collect()
             print(f"app: published {reading[0]}, heap free {gc.mem_free()}")
         await client.keep()
+        while client.inbox:
+            topic, msg = client.inbox.pop(0)
+            await _load("commands").handle(node, client, topic, msg, health)
         if client.pinged is None:  # no ping waiting for its answer: the link is alive
             node.broker_seen = time.ticks_ms()
         await asyncio.sleep_ms(100)
@@ -192,6 +271,9 @@ async def mqtt_task(node):
                 continue
             try:
                 await client.connect()  # refused: OSError, no answer: OSError(ETIMEDOUT), bad account: MQTTException
+                node.mqtt_ups += 1
+                statusled.clear(statusled.BROKER)  # before the health in _announce, which shows the LED code
+                statusled.clear(statusled.PUBLISH)
                 await _announce(node, client)
             except Exception as e:
                 client.close()
@@ -200,8 +282,6 @@ async def mqtt_task(node):
                 await asyncio.sleep_ms(backoff)
                 backoff = min(backoff * 2, _BACKOFF_MAX_MS)
                 continue
-            statusled.clear(statusled.BROKER)
-            statusled.clear(statusled.PUBLISH)
             node.broker_seen = time.ticks_ms()
             backoff = _BACKOFF_MIN_MS
             print(f"app: connected to {cfg['mqtt_host']}:{cfg['mqtt_port']} as {node.client_id}")
@@ -220,12 +300,15 @@ async def watchdog_task():
     the chip (reset_cause() WDT_RESET). Once this boot has lasted _STABLE_MS, clear safe mode's
     boot-loop counter. After mqtt_lost_reset_s without an answer from the broker, reset: the last
     resort after the MQTT task's own reconnects (a DNS change, a wedged network stack)."""
+    global uptime_ms
     wdt = WDT()
-    began = time.ticks_ms()
+    began = last = time.ticks_ms()
     stable = False
     while True:
         wdt.feed()
         now = time.ticks_ms()
+        uptime_ms += time.ticks_diff(now, last)
+        last = now
         if not stable and time.ticks_diff(now, began) >= _STABLE_MS:
             _load("safemode").stable()
             stable = True

@@ -6,10 +6,12 @@
 #
 # umqtt.simple keeps what it does well (its attributes, set_last_will()); its blocking socket
 # calls are not used. Not even wait_msg(): after the first byte it switches the socket to blocking,
-# so a packet cut short by a dead link would hang the loop. The broker sends this client only
-# CONNACK, PUBACK and PINGRESP (it subscribes to nothing): at most 4 bytes each, read here.
-# (So umqtt.simple's subscribe(), wait_msg() and check_msg() are not for this client: its
-# _send_str() writes into the packet being built, which _send() then writes out.)
+# so a packet cut short by a dead link would hang the loop. The broker sends this client CONNACK,
+# PUBACK, SUBACK and PINGRESP (at most 5 bytes each) and, on its one subscription (cmd/<client_id>/#,
+# QoS 0), PUBLISH: read here, kept in `inbox` while small (remote commands are a few bytes),
+# else read through, counted in `dropped_in` and logged. (So umqtt.simple's subscribe(),
+# wait_msg() and check_msg() are not for this client: its _send_str() writes into the packet
+# being built, which _send() then writes out.)
 import errno
 import select
 import socket
@@ -26,6 +28,9 @@ except ImportError:  # MicroPython 1.19/1.20
 _POLL_MS = const(20)  # between two looks at the socket while waiting for the broker
 _CONNACK = const(0x20)
 _PUBACK = const(0x40)
+_SUBACK = const(0x90)
+_MAX_IN = const(128)  # bytes of an incoming PUBLISH (topic and message) kept; bigger: dropped
+_INBOX = const(4)  # incoming PUBLISHes kept until the application takes them
 _HEAD = b"\0\0\0\0\0"  # room for a fixed header: the type byte and up to 4 length bytes
 
 
@@ -46,7 +51,10 @@ class Client(MQTTClient):
         self.timeout_ms = int(timeout_s * 1000)
         self.reply_ms = min(self.timeout_ms, keepalive * 500) if keepalive else self.timeout_ms
         self.out = bytearray()  # the packet being sent; it keeps its room for the next one
-        self.rx = bytearray(4)  # the packet received
+        self.rx = bytearray(5)  # the packet received (not a PUBLISH)
+        self.rx1 = memoryview(self.rx)[:1]  # its type byte
+        self.inbox = []  # (topic, message) (bytes, bytes) of PUBLISHes received, oldest first
+        self.dropped_in = 0  # PUBLISHes not kept: too big, or the inbox full
         self.poller = select.poll()
         self.sent = 0  # ticks_ms when a packet last went out
         self.pinged = None  # ticks_ms of the PINGREQ not answered yet
@@ -105,27 +113,69 @@ class Client(MQTTClient):
                 mv = mv[n:]
         self.sent = time.ticks_ms()
 
-    async def _recv(self, deadline, idle=False):
-        # one packet into self.rx; returns its type byte (idle: None when none has begun to come)
-        rx = self.rx
+    async def _fill(self, mv, deadline):
+        # exactly len(mv) bytes into mv
         n = 0
-        need = 2
-        while n < need:
-            k = self.sock.readinto(memoryview(rx)[n:need])
+        while n < len(mv):
+            k = self.sock.readinto(mv[n:])
             if k is None:
-                if idle and not n:
-                    return None
                 await self._wait(select.POLLIN, deadline)
             elif k:
                 n += k
-                if n == 2:
-                    if rx[1] > 2:
-                        raise OSError(f"unexpected packet 0x{rx[0]:02x}")
-                    need = 2 + rx[1]
             else:
                 raise OSError(errno.ECONNRESET)  # closed by the broker
+
+    async def _recv(self, deadline, idle=False):
+        # one packet; returns its type byte (idle: None when none has begun to come). Packets
+        # other than PUBLISH land in self.rx (type, length, up to 3 bytes); a PUBLISH in inbox.
+        rx = self.rx
+        if idle:
+            k = self.sock.readinto(self.rx1)
+            if k is None:
+                return None
+            if not k:
+                raise OSError(errno.ECONNRESET)
+        else:
+            await self._fill(self.rx1, deadline)
+        kind = rx[0]
+        n = shift = 0
+        while True:  # the remaining length: 1-4 bytes, 7 bits each
+            await self._fill(memoryview(rx)[1:2], deadline)
+            n |= (rx[1] & 0x7F) << shift
+            if not rx[1] & 0x80:
+                break
+            shift += 7
+            if shift > 21:
+                raise OSError("bad remaining length")
         self.pinged = None  # any packet answers a ping
-        return rx[0]
+        if kind & 0xF0 == 0x30:
+            await self._publish_in(kind, n, deadline)
+        elif n > 3:
+            raise OSError(f"unexpected packet 0x{kind:02x}")
+        else:
+            rx[1] = n
+            await self._fill(memoryview(rx)[2:2 + n], deadline)
+        return kind
+
+    async def _publish_in(self, kind, n, deadline):
+        # a PUBLISH of n bytes after its fixed header (QoS 0: the subscription's). A retained one
+        # is dropped too: a command left retained (reboot) would act again at every connect.
+        if n > _MAX_IN or len(self.inbox) >= _INBOX or kind & 1:
+            left = n
+            scrap = bytearray(min(n, 64))
+            while left:
+                k = min(left, len(scrap))
+                await self._fill(memoryview(scrap)[:k], deadline)
+                left -= k
+            self.dropped_in += 1
+            print(f"mqtt: incoming {'retained ' if kind & 1 else ''}message of {n} bytes dropped "
+                  f"({self.dropped_in} so far)")
+            return
+        body = bytearray(n)
+        await self._fill(memoryview(body), deadline)
+        t = body[0] << 8 | body[1]
+        skip = 2 + t + (2 if kind & 0x06 else 0)  # a packet id only at QoS 1 or 2
+        self.inbox.append((bytes(body[2:2 + t]), bytes(body[skip:])))
 
     async def connect(self, clean_session=True):
         """Connect (TCP, then MQTT CONNECT/CONNACK) within timeout_s. Returns session present.
@@ -186,6 +236,22 @@ class Client(MQTTClient):
         while qos:
             if await self._recv(deadline) == _PUBACK and self.rx[2] << 8 | self.rx[3] == pid:
                 return
+
+    async def subscribe(self, topic):
+        """Subscribe to `topic` (str, a filter) at QoS 0; return the SUBACK's return code (int:
+        0, or 0x80 refused). Raises OSError when the broker does not answer in time."""
+        deadline = time.ticks_add(time.ticks_ms(), self.reply_ms)
+        o = self.out
+        o[:] = _HEAD
+        self.pid = pid = self.pid % 0xFFFF + 1
+        o.append(pid >> 8)
+        o.append(pid & 0xFF)
+        self._send_str(topic)
+        o.append(0)
+        await self._send(0x82, deadline)
+        while True:
+            if await self._recv(deadline) == _SUBACK and self.rx[2] << 8 | self.rx[3] == pid:
+                return self.rx[4]
 
     async def keep(self):
         """Read what the broker sent, ping when nothing went out for half the keepalive. Raises

@@ -23,12 +23,14 @@ DEFAULTS = {
     "tsl2561_package": "T",  # "T" (T, FN and CL packages) or "CS"
     "queue_size": 20,  # readings kept while the broker is unreachable
     "mqtt_lost_reset_s": 900,  # reset the board after this long without the broker (0: never)
+    "ntp_host": "pool.ntp.org",  # the clock is set from it (ntptime) when reachable; null: never
+    "health_every": 10,  # health on sensors/<client_id>/system every this many readings (0: on connect only)
 }
 _STR = ("wifi_ssid", "wifi_password", "mqtt_host", "mqtt_user", "mqtt_password")
 # numbers: (key, lowest, highest, whole numbers only)
 _RANGES = (("publish_interval_s", 1, 86400, False), ("wifi_timeout_s", 1, 300, False),
            ("mqtt_keepalive_s", 0, 65535, True), ("mqtt_timeout_s", 1, 300, False), ("queue_size", 1, 50, True),
-           ("mqtt_lost_reset_s", 0, 604800, False))
+           ("mqtt_lost_reset_s", 0, 604800, False), ("health_every", 0, 10000, True))
 
 
 class ConfigError(Exception):
@@ -80,5 +82,8 @@ def load(path=PATH):
     _need("tsl2561_address", merged["tsl2561_address"] in (0x29, 0x39, 0x49), "use 41, 57 or 73 (0x29, 0x39, 0x49)")
     _need("tsl2561_gain", merged["tsl2561_gain"] in ("auto", 1, 16), 'use "auto", 1 or 16')
     _need("tsl2561_integration_ms", merged["tsl2561_integration_ms"] in (13.7, 101, 402), "use 13.7, 101 or 402")
+    ntp = merged["ntp_host"]
+    _need("ntp_host", ntp is None or isinstance(ntp, str) and 0 < len(ntp) <= 253 and " " not in ntp,
+          "use a host name or IP address, or null for no NTP")
     _need("tsl2561_package", merged["tsl2561_package"] in ("T", "CS"), 'use "T" or "CS"')
     return merged

@@ -5,7 +5,9 @@
 #   connect/<client_id>          Wi-Fi MAC "aa:bb:cc:dd:ee:ff"      retained, QoS 1, every (re)connect
 #   status/<client_id>           ONLINE; last will OFFLINE          retained, QoS 1
 #   sensors/<client_id>/<name>   JSON reading of sensor <name>      QoS 1
-#   cmd/<client_id>/<name>       a remote command (the device subscribes to its own)
+#   sensors/<client_id>/system   JSON health (uptime, heap, RSSI...)  QoS 1, every N readings and connect
+#   cmd/<client_id>/<name>       a remote command (the device subscribes to its own cmd/<client_id>/#)
+#   status/<client_id>/error     JSON {"cmd": name, "error": text}  QoS 1: the reply to a bad command
 try:
     from micropython import const
 except ImportError:  # CPython: the bridge, the virtual board's host side, the tests
@@ -24,6 +26,14 @@ QOS = const(1)
 CLIENT_ID_PREFIX = const("huzzah-")  # + lowercase hex of machine.unique_id()
 TSL2561 = const("tsl2561")  # sensor names: the third level of sensors/<client_id>/<name>
 I2C = const("i2c")
+BME280 = const("bme280")
+SYSTEM = const("system")  # health: sensors/<client_id>/system
+ERROR = const("error")  # status/<client_id>/error
+# remote commands: the third level of cmd/<client_id>/<name>
+CMD_INTERVAL = const("interval")  # payload: seconds (a number, bounded; settings.py's range)
+CMD_IDENTIFY = const("identify")  # blink the blue LED (GPIO2) for 10 s
+CMD_REBOOT = const("reboot")
+CMD_STATUS = const("status")  # publish health (sensors/<client_id>/system) now
 
 
 def connect(client_id):
@@ -39,6 +49,16 @@ def status(client_id):
 def sensor(client_id, name):
     """sensors/<client_id>/<name> (str)."""
     return SENSORS + "/" + client_id + "/" + name
+
+
+def error(client_id):
+    """status/<client_id>/error (str): the device's reply to a bad command."""
+    return STATUS + "/" + client_id + "/" + ERROR
+
+
+def system(client_id):
+    """sensors/<client_id>/system (str): health."""
+    return SENSORS + "/" + client_id + "/" + SYSTEM
 
 
 def cmd(client_id, name):

@@ -18,7 +18,15 @@ _GAIN_16X = const(0x10)  # TIMING bit 4
 INTEGRATION_MS = (13.7, 101, 402)  # TIMING bits 1:0 = index
 _CEILING = (5047, 37177, 65535)  # counts at which a channel is saturated
 _CLIPPED = (4900, 37000, 65000)  # treat as saturated from here (datasheet ceiling less a margin)
-_AUTO_WINDOW = ((100, 4850), (200, 36000), (500, 63000))  # channel 0 (low, high) for auto gain
+# Automatic gain and integration time, a ladder from most to least sensitive: 16x at the
+# configured integration time, 1x at it, then 1x at each shorter one (402 -> 101 -> 13.7 ms).
+# Channel 0 over _AUTO_HIGH[integration] steps down the ladder; a step up is taken when the
+# reading there would stay under half of its _AUTO_HIGH (hysteresis). Note the datasheet's ceilings
+# scale with the integration time (65535 is the 16-bit limit; 37177 and 5047 are the counts
+# the ADC can reach in 101 and 13.7 ms): 101 ms at 1x reaches about 2.3x the lux of 402 ms at
+# 1x, direct sunlight (~40,000 lux); 13.7 ms at 1x keeps a reading just short of 101 ms's ceiling.
+_AUTO_HIGH = (4850, 35000, 63000)
+_AUTO_LOW_1X = (100, 200, 500)  # at the configured integration time, 1x under this: 16x
 _MARGIN_MS = const(20)  # waited past the integration time before reading
 # Lux coefficients per package, from the datasheet's tables. First row: R <= limit gives
 # a*C0 - b*C0*R^1.4; then rows (limit, a, b): R <= limit gives a*C0 - b*C1; beyond: 0.
@@ -72,11 +80,12 @@ class TSL2561:
         self.address = address
         self.auto = gain == "auto"
         self.gain = 16 if self.auto else gain
-        self.integ = INTEGRATION_MS.index(integration_ms)
+        self.integ = self.longest = INTEGRATION_MS.index(integration_ms)
         self.package = package
         self._buf = bytearray(4)  # one read of both channels, reused
         self._one = bytearray(1)
         self._ready = 0
+        self.keep = None  # make(): a list kept between instances, [gain, integration index]
 
     def _write(self, reg, value):
         self._one[0] = value
@@ -109,20 +118,42 @@ class TSL2561:
         b = self._buf
         return b[0] | b[1] << 8, b[2] | b[3] << 8
 
+    def _step(self, ch0):
+        # one step of the automatic ladder; True when gain or integration time changed
+        i = self.integ
+        if ch0 > _AUTO_HIGH[i]:
+            if self.gain == 16:
+                self.gain = 1
+            elif i:
+                self.integ = i - 1
+            else:
+                return False  # saturated at the least sensitive setting
+            return True
+        if self.gain == 1:
+            if i < self.longest:
+                if ch0 * INTEGRATION_MS[i + 1] / INTEGRATION_MS[i] < _AUTO_HIGH[i + 1] // 2:
+                    self.integ = i + 1
+                    return True
+            elif ch0 < _AUTO_LOW_1X[i]:
+                self.gain = 16
+                return True
+        return False
+
     def update(self):
         """One reading: dict {"lux", "broadband", "ir", "gain", "integration_ms"}.
 
-        lux is a float or None (saturated); counts are ints. With gain "auto", returns None
-        instead when the gain had to change: wait wait_ms() again, then call update() again.
+        lux is a float or None (saturated even at 1x and 13.7 ms); counts are ints. With gain
+        "auto", returns None instead when the gain or the integration time had to change (one
+        step of the ladder above): wait wait_ms() again, then call update() again (at most 3
+        steps from the configured integration time at 16x to 13.7 ms at 1x).
         Raises OSError on I2C errors.
         """
         broadband, ir = self.read_raw()
-        if self.auto:
-            low, high = _AUTO_WINDOW[self.integ]
-            if self.gain == 16 and broadband > high or self.gain == 1 and broadband < low:
-                self.gain = 17 - self.gain  # 16 <-> 1
-                self._timing()
-                return None
+        if self.auto and self._step(broadband):
+            self._timing()
+            if self.keep is not None:
+                self.keep[:] = (self.gain, self.integ)
+            return None
         ms = INTEGRATION_MS[self.integ]
         value = lux(broadband, ir, self.gain, ms, self.package)
         return {
@@ -132,3 +163,14 @@ class TSL2561:
             "gain": self.gain,
             "integration_ms": ms,
         }
+
+
+def make(i2c, address, cfg, keep):
+    """The driver registry's constructor (app.py): a TSL2561 at `address` per config.json. `keep`
+    (list, empty at first) carries the automatic gain's place on its ladder from one instance to
+    the next, so app.py can drop this module between readings."""
+    s = TSL2561(i2c, address, cfg["tsl2561_gain"], cfg["tsl2561_integration_ms"], cfg["tsl2561_package"])
+    if keep and s.auto:
+        s.gain, s.integ = keep
+    s.keep = keep
+    return s

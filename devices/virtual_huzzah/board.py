@@ -59,10 +59,12 @@ ESPRESSIF_OUI = "5ccf7f"
 
 @dataclass(frozen=True)
 class AccessPoint:
-    """The simulated Wi-Fi access point in range: SSID and WPA2 passphrase (str)."""
+    """The simulated Wi-Fi access point in range: SSID and WPA2 passphrase (str), and its signal
+    at the board (dBm, what WLAN.status("rssi") reports while associated)."""
 
     ssid: str = "sensornet-sim"
     password: str = "virtual-ap-password"
+    rssi_dbm: int = -60
 
 
 def cut_tcp_connections(pid: int) -> int:
@@ -97,12 +99,15 @@ def client_id_for(chip_id: int) -> str:
     return topics.client_id(unique_id_for(chip_id))
 
 
-def _i2c_bus(tsl2561_address: int | None) -> dict:
-    return {} if tsl2561_address is None else {str(tsl2561_address): {"model": "tsl2561", "id": TSL2561_PART_ID}}
+def _i2c_bus(tsl2561_address: int | None, bme280: dict | None = None) -> dict:
+    bus = {} if tsl2561_address is None else {str(tsl2561_address): {"model": "tsl2561", "id": TSL2561_PART_ID}}
+    if bme280:
+        bus[str(bme280["address"])] = bme280
+    return bus
 
 
 def _access_point(ap: AccessPoint | None) -> dict | None:
-    return None if ap is None else {"ssid": ap.ssid, "password": ap.password}
+    return None if ap is None else {"ssid": ap.ssid, "password": ap.password, "rssi_dbm": ap.rssi_dbm}
 
 
 def _state_dict(unique_id_hex, mac_hex, lux, ir_ratio, tsl2561_address, ap):
@@ -151,6 +156,8 @@ class VirtualBoard:
         self._partial = b""
         self.unique_id = unique_id_for(chip_id)
         self.mac = ":".join(f"{b:02x}" for b in bytes.fromhex(ESPRESSIF_OUI) + chip_id.to_bytes(3, "big"))
+        self._tsl2561 = tsl2561_address
+        self._bme280: dict[str, object] | None = None  # set_bme280() puts one on the bus
         self._state = _state_dict(self.unique_id.hex(), self.mac.replace(":", ""), lux, ir_ratio,
                                   tsl2561_address, access_point)
         self.console: list[str] = []
@@ -189,7 +196,17 @@ class VirtualBoard:
 
     def set_tsl2561(self, address: int | None) -> None:
         """Plug a TSL2561 in at `address`, or unplug it (None)."""
-        self._state["i2c"] = _i2c_bus(address)
+        self._tsl2561 = address
+        self._state["i2c"] = _i2c_bus(address, self._bme280)
+        self._write_state()
+
+    def set_bme280(self, address: int | None = 0x76, temperature_c: float = 21.5, humidity_pct: float = 45.0,
+                   pressure_hpa: float = 1013.25) -> None:
+        """Plug a BME280 in at `address` (0x76, 0x77) in this weather, or unplug it (None)."""
+        self._bme280 = None if address is None else {"model": "bme280", "address": address, "temperature_c":
+                                                     temperature_c, "humidity_pct": humidity_pct,
+                                                     "pressure_hpa": pressure_hpa}
+        self._state["i2c"] = _i2c_bus(self._tsl2561, self._bme280)
         self._write_state()
 
     def hold_button(self, held: bool = True) -> None:

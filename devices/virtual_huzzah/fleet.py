@@ -39,6 +39,7 @@ def board_config(client_id: str, ap: AccessPoint, broker_host: str, broker_port:
         "mqtt_password": password,
         "client_id": None,
         "publish_interval_s": interval_s,
+        "ntp_host": None,  # no public time server: the demo points it at its loopback SNTP responder
     }
 
 

@@ -27,10 +27,10 @@ MICROPYTHON_LIB_DIR = REPO / ".cache" / "micropython-lib"  # umqtt.simple, for a
 MODELS_CACHE = REPO / ".cache" / "vm-models"  # the models precompiled to .mpy
 ESP8266_HEAP = 38 * 1024  # bytes: MicroPython's heap on the ESP8266 (ports/esp8266/main.c)
 # vm/ modules precompiled to .mpy: the models of the board's C modules and the power-up harness
-VM_MODULES = ("_vhw.py", "machine.py", "network.py", "_board.py", "_console.py")
+VM_MODULES = ("_vhw.py", "time.py", "machine.py", "_bme280.py", "network.py", "ntptime.py", "_board.py", "_console.py")
 # A board's hw/state.json, as VirtualBoard writes it, for measuring the models in a scratch board
 _MEASURE_STATE = {"chip_id": "01ffc000", "mac": "5ccf7fc0ff01", "lux": 100.0, "ir_ratio": 0.3,
-                  "i2c": {"57": {"model": "tsl2561", "id": 0x50}},
+                  "i2c": {"57": {"model": "tsl2561", "id": 0x50}, "118": {"model": "bme280"}},
                   "ap": {"ssid": "sensornet-sim", "password": "virtual-ap-password"}}
 
 

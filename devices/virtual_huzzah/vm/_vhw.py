@@ -12,7 +12,8 @@
 #   rtc.bin     RTC memory (machine.RTC().memory()); the host deletes it at power-on
 import json
 import os
-import time
+
+import utime as time  # the built-in: the host's wall clock (vm/time.py models the board's RTC)
 
 _DIR = os.getenv("VIRTUAL_HUZZAH_HW") or "."
 _REREAD_MS = 200

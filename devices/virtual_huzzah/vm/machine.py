@@ -2,14 +2,17 @@
 #
 # Runs inside the MicroPython VM, ahead of the built-in unix `machine` on sys.path. Models what
 # the board has: GPIO pins (driven levels are logged with timestamps, so the host sees the LEDs),
-# the software I2C bus on GPIO5/GPIO4 with the devices the host puts on it (a TSL2561 per its
-# datasheet), unique_id(), reset() and reset_cause(), the watchdog (WDT) and RTC memory.
+# the software I2C bus on GPIO5/GPIO4 with the devices the host puts on it (a TSL2561 per
+# its datasheet; a BME280, _bme280.py), unique_id(), reset() and reset_cause(), the watchdog
+# (WDT) and RTC memory.
 # Behaviour follows MicroPython's esp8266 port docs: an I2C address that does not answer
 # raises OSError(19) (ENODEV); invalid pins raise ValueError.
 import sys
+import time  # the time model (vm/time.py): the RTC's calendar time
 from binascii import unhexlify
 
 import _vhw
+from _bme280 import BME280  # always loaded: what the models keep is measured once for every board
 
 _PINS = (0, 1, 2, 3, 4, 5, 12, 13, 14, 15, 16)  # the ESP8266's usable GPIOs
 _ENODEV = 19
@@ -149,7 +152,8 @@ def _device(addr):
         raise OSError(_ENODEV)
     chip = _chips.get(addr)
     if chip is None:
-        chip = _chips[addr] = TSL2561(spec.get("id", 0x50))
+        chip = BME280(spec) if spec.get("model") == "bme280" else TSL2561(spec.get("id", 0x50))
+        _chips[addr] = chip
     return chip
 
 
@@ -217,7 +221,17 @@ class WDT:
 
 
 class RTC:
-    """The RTC's user memory: up to 492 bytes that survive a reset (not a power cycle)."""
+    """The RTC: calendar time (datetime(); the time model counts it) and its user memory, up to
+    492 bytes that survive a reset (not a power cycle)."""
+
+    def datetime(self, dt=None):
+        """(year, month, day, weekday 0-6 Monday first, hour, minute, second, subseconds), UTC;
+        with a tuple, set the clock (the weekday given is ignored, as the esp8266 port does)."""
+        if dt is None:
+            t = time.gmtime()
+            return (t[0], t[1], t[2], t[6], t[3], t[4], t[5], 0)
+        time.set_rtc(time.mktime((dt[0], dt[1], dt[2], dt[4], dt[5], dt[6], 0, 0)))
+        return None
 
     def memory(self, data=None):
         if data is None:

@@ -49,8 +49,9 @@ class WLAN:
         _vhw.event("wlan", self._if, "disconnect")
 
     def status(self, param=None):
-        if param == "rssi":
-            return -60
+        if param == "rssi":  # the access point's signal (state.json "ap" "rssi_dbm")
+            ap = _vhw.state().get("ap") or {}
+            return ap.get("rssi_dbm", -60)
         s = self._s
         if self._if == AP_IF or not s[0] or s[1] is None:
             return STAT_IDLE
@@ -94,4 +95,4 @@ class WLAN:
         ap = _vhw.state().get("ap")
         if not ap or not self._s[0]:
             return []
-        return [(ap["ssid"].encode(), b"\x02\x00\x00\x00\x00\x01", 1, -60, 3, False)]
+        return [(ap["ssid"].encode(), b"\x02\x00\x00\x00\x00\x01", 1, ap.get("rssi_dbm", -60), 3, False)]
