@@ -27,7 +27,6 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import childproc
@@ -42,6 +41,7 @@ from .runtime import (
     vm_path,
 )
 from .serialport import SerialConsole
+from .wifi import AccessPoint, access_point_state, cut_tcp_connections
 
 # The firmware's sources (devices/feather_huzzah) and its deployment (`make firmware`: what a
 # board runs and bootstrap.sh uploads); where `sensornet sim` keeps its boards.
@@ -55,37 +55,7 @@ WDT_TIMEOUT_S = 3.2  # the ESP8266's soft watchdog: reset when not fed for this 
 WATCH_INTERVAL_S = 0.2
 TSL2561_PART_ID = 0x50  # the ID register of TSL2561 parts in the field (datasheet: 0x1x)
 ESPRESSIF_OUI = "5ccf7f"
-
-
-@dataclass(frozen=True)
-class AccessPoint:
-    """The simulated Wi-Fi access point in range: SSID and WPA2 passphrase (str), and its signal
-    at the board (dBm, what WLAN.status("rssi") reports while associated)."""
-
-    ssid: str = "sensornet-sim"
-    password: str = "virtual-ap-password"
-    rssi_dbm: int = -60
-
-
-def cut_tcp_connections(pid: int) -> int:
-    """Abort every TCP connection of process `pid` (iproute2's `ss -K`, which needs CAP_NET_ADMIN);
-    return how many were found. Raises BoardError when `ss` is missing or may not do it."""
-    ss = shutil.which("ss") or shutil.which("ss", path="/usr/sbin:/sbin")
-    if not ss:
-        raise BoardError("`ss` not found: install iproute2 (the Wi-Fi model aborts a board's connections with it)")
-    listing = subprocess.run([ss, "-tnpH", "state", "established"], capture_output=True, text=True, check=True)
-    found = 0
-    for line in listing.stdout.splitlines():
-        fields = line.split()
-        if f"pid={pid}," not in line or len(fields) < 4:
-            continue
-        (local_host, local_port), (peer_host, peer_port) = (f.rsplit(":", 1) for f in fields[2:4])
-        result = subprocess.run([ss, "-K", "src", local_host, "sport", "=", f":{local_port}",
-                                 "dst", peer_host, "dport", "=", f":{peer_port}"], capture_output=True, text=True)
-        if result.returncode != 0:
-            raise BoardError(f"ss -K could not abort {fields[2]} -> {fields[3]}: {result.stderr.strip()}")
-        found += 1
-    return found
+DEFAULT_ACCESS_POINT = AccessPoint()  # sensornet-sim, in range
 
 
 def unique_id_for(chip_id: int) -> bytes:
@@ -106,13 +76,9 @@ def _i2c_bus(tsl2561_address: int | None, bme280: dict | None = None) -> dict:
     return bus
 
 
-def _access_point(ap: AccessPoint | None) -> dict | None:
-    return None if ap is None else {"ssid": ap.ssid, "password": ap.password, "rssi_dbm": ap.rssi_dbm}
-
-
 def _state_dict(unique_id_hex, mac_hex, lux, ir_ratio, tsl2561_address, ap):
     return {"chip_id": unique_id_hex, "mac": mac_hex, "lux": lux, "ir_ratio": ir_ratio,
-            "i2c": _i2c_bus(tsl2561_address), "ap": _access_point(ap)}
+            "i2c": _i2c_bus(tsl2561_address), "ap": access_point_state(ap)}
 
 
 class VirtualBoard:
@@ -136,7 +102,7 @@ class VirtualBoard:
 
     def __init__(self, root: Path, chip_id: int, *, config: dict | str | None = None,
                  firmware_dir: Path = DEPLOY_DIR, lux: float = 250.0, ir_ratio: float = 0.3,
-                 tsl2561_address: int | None = 0x39, access_point: AccessPoint | None = AccessPoint(),
+                 tsl2561_address: int | None = 0x39, access_point: AccessPoint | None = DEFAULT_ACCESS_POINT,
                  micropython: str | None = None, umqtt: bool = True, heap_bytes: int | None = None,
                  on_console: Callable[[str], None] | None = None, serial_dir: Path | None = None):
         if not 0 <= chip_id < 1 << 24:
@@ -220,7 +186,7 @@ class VirtualBoard:
         Taking it away or changing it drops the association, and with it the board's TCP
         connections: they are aborted (the board's next socket call fails with ECONNABORTED).
         """
-        self._state["ap"] = _access_point(ap)
+        self._state["ap"] = access_point_state(ap)
         self._write_state()
         if self.running and self.process is not None:
             cut_tcp_connections(self.process.pid)
