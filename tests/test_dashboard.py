@@ -115,12 +115,16 @@ def test_health_bme280_history_and_csv_in_the_browser(broker, dashboard, page):
         device.publish(f"sensors/{PUBLISHER}/system",
                        {"uptime_s": 3600, "heap_free": 17312, "rssi_dbm": -61, "reset_cause": "wdt",
                         "version": "0.2.0", "dropped": 0, "wifi_reconnects": 1, "mqtt_reconnects": 2, "fault": 5})
+        # a device's reply to a bad command (broker/acl: the device writes its own status/<client_id>/error)
+        device.publish(f"status/{PUBLISHER}/error", {"cmd": "interval", "error": "interval: 0 is out of range"})
         wait_until(lambda: [d for d in dashboard.json("api/devices") if d["health"]], 10,
                    "the device's health stored")
         page.goto(dashboard.url)  # opened after the readings: the chart comes from the history (SQLite)
         c = card(page, PUBLISHER)
         c.locator(".status.online").wait_for(timeout=10000)
         assert c.locator(".fault").text_content() == "sensor (I2C) error"
+        c.locator(".error").wait_for(timeout=10000)
+        assert c.locator(".error").text_content() == "command interval: interval: 0 is out of range"
         assert c.locator(".health-rssi_dbm").text_content() == "-61 dBm"
         assert c.locator(".health-reset_cause").text_content() == "wdt"
         assert c.locator(".health-heap_free").text_content() == "17312 B"
