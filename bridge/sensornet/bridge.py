@@ -239,7 +239,7 @@ class Bridge:
 
     # ---- MQTT (paho's callbacks, on the asyncio loop) ----
 
-    def _make_client(self) -> mqtt.Client:
+    def _make_client(self) -> MqttClient:
         conf = self.config.mqtt
         client = MqttClient(CallbackAPIVersion.VERSION2, client_id=conf.client_id,
                              clean_session=False, protocol=mqtt.MQTTv311, manual_ack=True)

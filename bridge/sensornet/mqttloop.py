@@ -11,14 +11,18 @@ Connecting (DNS lookup, TCP connect, TLS handshake: all blocking) runs in a work
 Backoff (exponential with jitter). The client must be an `MqttClient`, whose socket is a
 `BufferedSocket`: paho reads each packet with three recv() calls (type, length, the rest), so
 the socket is read 64 KiB at a time and loop_read() is called until that buffer is used up:
-a burst of messages costs one system call and reaches on_message in one loop callback.
-(paho still parses every packet; nothing here knows the MQTT wire format.)
+a burst of messages costs one system call and reaches on_message in one loop callback. Writes
+are gathered the same way: everything one loop_write() call sends (say, the PUBACKs of a whole
+batch) goes out in one send(). (paho still parses and builds every packet; nothing here knows
+the MQTT wire format.)
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
+import ssl
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -31,16 +35,19 @@ READ_SIZE = 64 * 1024
 
 
 class BufferedSocket:
-    """A connected socket (plain or TLS) whose recv() is served from 64 KiB reads.
+    """A connected socket (plain or TLS) whose recv() is served from 64 KiB reads and whose
+    send() only appends to an output buffer that flush() writes.
 
-    `buffered` is true while bytes read from the socket are still waiting for paho. Everything
-    else (send, close, fileno, setblocking, ...) goes to the socket itself.
+    `buffered` is true while bytes read from the socket are still waiting for paho. close()
+    flushes what it can first (paho closes right after writing a DISCONNECT). Everything else
+    (fileno, setblocking, ...) goes to the socket itself.
     """
 
     def __init__(self, sock: Any):
         self.sock = sock
         self._data = b""
         self._pos = 0
+        self._out = bytearray()
 
     @property
     def buffered(self) -> bool:
@@ -57,9 +64,27 @@ class BufferedSocket:
         return chunk
 
     def send(self, buffer: bytes | bytearray) -> int:
-        return int(self.sock.send(buffer))
+        self._out += buffer
+        return len(buffer)
+
+    def flush(self) -> bool:
+        """Write the output buffer; True once it is empty, False when the socket takes no more now.
+
+        A failed connection is shut down, so that paho's next loop_read() finds it lost.
+        """
+        try:
+            while self._out:
+                del self._out[:self.sock.send(self._out)]
+        except (BlockingIOError, ssl.SSLWantWriteError, ssl.SSLWantReadError):
+            return False
+        except OSError:
+            self._out.clear()
+            with contextlib.suppress(OSError):
+                self.sock.shutdown(socket.SHUT_RDWR)
+        return True
 
     def close(self) -> None:
+        self.flush()
         self.sock.close()
 
     def fileno(self) -> int:
@@ -87,7 +112,7 @@ class MqttLoop:
     task; `await mqtt_loop.disconnect(timeout)` to stop (it ends run()).
     """
 
-    def __init__(self, client: mqtt.Client, backoff: Backoff, on_connect_fail: Callable[[BaseException], None]):
+    def __init__(self, client: MqttClient, backoff: Backoff, on_connect_fail: Callable[[BaseException], None]):
         self.client, self.backoff, self.on_connect_fail = client, backoff, on_connect_fail
         self._loop = asyncio.get_running_loop()
         self._thread = threading.get_ident()
@@ -156,14 +181,18 @@ class MqttLoop:
         self._loop.add_reader(sock, self._readable)
 
     def _readable(self) -> None:
-        sock, client = self._sock, self.client
+        sock: Any = self._sock
+        client = self.client
         while True:
             client.loop_read()
-            if client.socket() is not sock or not getattr(sock, "buffered", False):
+            if self._sock is not sock or not sock.buffered:  # closed, or everything read was handled
                 return
 
     def _writable(self) -> None:
+        sock = self._sock
         self.client.loop_write()
+        if sock is not None and sock is self._sock and not sock.flush():
+            self._loop.add_writer(sock, self._writable)  # paho has written its part; the rest waits here
 
     # paho's socket callbacks: from the loop, or from the worker thread while connecting (ignored
     # there; run() takes over the new socket once the attempt has returned).
