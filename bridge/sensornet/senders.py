@@ -58,10 +58,24 @@ class _WsConnection:
 
     async def send(self, bodies: list[bytes]) -> None:
         # One text frame per envelope (the bodies are ASCII JSON already), all written to the
-        # socket in one go: websockets' send_context() is what its send() does per message.
-        async with self.ws.send_context():
+        # socket in one go: websockets' send_context() is what its send() does per message. Its
+        # exit writes the protocol's output one frame per transport.write(), a system call
+        # each, so the frames are joined into one write here first.
+        ws = self.ws
+        async with ws.send_context():
             for body in bodies:
-                self.ws.protocol.send_text(body)
+                ws.protocol.send_text(body)
+            chunks = ws.protocol.data_to_send()
+            if all(chunks):
+                ws.transport.write(b"".join(chunks))
+            else:  # an end of stream among them (not from text frames): as websockets' send_data() does
+                for chunk in chunks:
+                    if chunk:
+                        ws.transport.write(chunk)
+                    elif ws.transport.can_write_eof():
+                        ws.transport.write_eof()
+                    else:
+                        ws.transport.close()
 
     async def incoming(self) -> AsyncIterator[str | bytes]:
         async for frame in self.ws:
