@@ -105,10 +105,10 @@ def format_timestamp(moment: datetime) -> str:
     Aware datetimes are converted to UTC; naive ones are taken to be UTC already.
     Sub-millisecond digits are truncated, not rounded (so a timestamp never moves forward).
     """
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    moment = moment.astimezone(UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    if moment.tzinfo is not UTC:
+        moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    # isoformat() truncates to milliseconds; the offset of a UTC datetime is always "+00:00".
+    return moment.isoformat(timespec="milliseconds")[:-6] + "Z"
 
 
 def split_topic(topic: str | bytes) -> tuple[str, str, str]:
@@ -225,10 +225,17 @@ def _decode_payload(payload: bytes, kind: str, max_payload_bytes: int) -> tuple[
         raise RejectedMessage(reason, f"sensor payload {detail}") from None
 
 
+def _id_prefix(topic: str | bytes) -> Any:
+    """BLAKE2b-96 fed with the topic bytes and the NUL: message_id's state before the payload."""
+    raw = topic.encode("utf-8", "surrogatepass") if isinstance(topic, str) else bytes(topic)
+    return hashlib.blake2b(raw + b"\0", digest_size=12)
+
+
 def message_id(topic: str | bytes, payload: bytes) -> str:
     """The envelope's stable id (24 hex digits): BLAKE2b-96 of the topic bytes, NUL, the payload."""
-    raw = topic.encode("utf-8", "surrogatepass") if isinstance(topic, str) else bytes(topic)
-    return hashlib.blake2b(raw + b"\0" + bytes(payload), digest_size=12).hexdigest()
+    state = _id_prefix(topic)
+    state.update(payload)
+    return str(state.hexdigest())
 
 
 def _capture_ts(value: Any) -> int | None:
@@ -254,13 +261,14 @@ def parse_message(topic: str | bytes, payload: bytes, *, retain: bool = False, q
                               max_payload_bytes=max_payload_bytes)[0]
 
 
-# topic as received -> (topic, client_id, kind, the envelope's JSON up to its payload), for topics
-# seen before (a few per device); emptied when it grows past _TOPIC_CACHE_MAX.
-_topic_cache: dict[str | bytes, tuple[str, str, str, str]] = {}
+# topic as received -> (topic, client_id, kind, the envelope's JSON up to its payload, the id's
+# hash state after the topic), for topics seen before (a few per device); emptied when it grows
+# past _TOPIC_CACHE_MAX.
+_topic_cache: dict[str | bytes, tuple[str, str, str, str, Any]] = {}
 _TOPIC_CACHE_MAX = 10_000
 
 
-def _topic_parts(topic: str | bytes) -> tuple[str, str, str, str]:
+def _topic_parts(topic: str | bytes) -> tuple[str, str, str, str, Any]:
     parts = _topic_cache.get(topic)
     if parts is None:
         topic_text, client_id, kind = split_topic(topic)
@@ -268,7 +276,7 @@ def _topic_parts(topic: str | bytes) -> tuple[str, str, str, str]:
                 f'"kind":{encode_json(kind)},"payload":')
         if len(_topic_cache) >= _TOPIC_CACHE_MAX:
             _topic_cache.clear()
-        parts = _topic_cache[topic] = (topic_text, client_id, kind, head)
+        parts = _topic_cache[topic] = (topic_text, client_id, kind, head, _id_prefix(topic))
     return parts
 
 
@@ -281,7 +289,7 @@ def parse_message_text(topic: str | bytes, payload: bytes, *, retain: bool = Fal
     received_at: the envelope's received_at (format_timestamp's format) when the caller took it
     already (the bridge takes it once per batch); None: format_timestamp(clock()).
     """
-    topic_text, client_id, kind, head = _topic_parts(topic)
+    topic_text, client_id, kind, head, id_prefix = _topic_parts(topic)
     try:
         value, value_json = _decode_payload(payload, kind, max_payload_bytes)
     except RejectedMessage as e:
@@ -290,7 +298,9 @@ def parse_message_text(topic: str | bytes, payload: bytes, *, retain: bool = Fal
     if received_at is None:
         received_at = format_timestamp(clock())
     ts = _capture_ts(value)
-    ident = message_id(topic, payload)
+    state = id_prefix.copy()  # message_id(topic, payload), the topic's part hashed once
+    state.update(payload)
+    ident = state.hexdigest()
     envelope = {"topic": topic_text, "client_id": client_id, "kind": kind, "payload": value,
                 "received_at": received_at, "ts": ts, "id": ident}
     # The same text encode_json(envelope) gives, without encoding the payload a second time.
