@@ -185,23 +185,27 @@ class EndpointSender:
         inflight: collections.deque[int] = collections.deque()  # seqs sent on this connection, not acked
         room = asyncio.Event()
         reader = asyncio.ensure_future(self._read(conn, inflight, room))
-        sent_upto = self.store.cursors[self.url]
+        wakeup = self._wakeup
+        # The reader ending (endpoint gone) wakes the waits below, so they need no asyncio.wait().
+        def reader_done(_: object) -> None:
+            room.set()
+            wakeup.set()
+        reader.add_done_callback(reader_done)
+        store = self.store
+        sent_upto = store.cursors[self.url]
         try:
             while True:
                 if reader.done():
                     reader.result()
                     raise ConnectionError("closed by the endpoint")
-                rows = self.store.fetch(sent_upto, BATCH) if len(inflight) < WINDOW else []
+                rows = store.fetch(sent_upto, BATCH) if len(inflight) < WINDOW and store.last_seq > sent_upto else []
                 if not rows:
-                    waiter = room if len(inflight) >= WINDOW else self._wakeup
+                    waiter = room if len(inflight) >= WINDOW else wakeup
                     waiter.clear()
-                    if (waiter is self._wakeup and self.store.last_seq > sent_upto) or (
-                            waiter is room and len(inflight) < WINDOW):
+                    if (waiter is wakeup and store.last_seq > sent_upto) or (waiter is room and len(inflight) < WINDOW):
                         await asyncio.sleep(0)  # it changed meanwhile: look again (never spin without yielding)
-                        continue
-                    wait = asyncio.ensure_future(waiter.wait())
-                    await asyncio.wait([wait, reader], return_when=asyncio.FIRST_COMPLETED)
-                    wait.cancel()
+                    elif not reader.done():
+                        await waiter.wait()
                     continue
                 async with asyncio.timeout(SEND_TIMEOUT_S):
                     await conn.send([body for _, body in rows])
@@ -210,7 +214,8 @@ class EndpointSender:
                     inflight.extend(seq for seq, _ in rows)
                 else:
                     self._advance(sent_upto, len(rows))
-                await asyncio.sleep(0)  # let the loop take in MQTT messages between batches
+                if len(rows) == BATCH:
+                    await asyncio.sleep(0)  # more waiting: let the loop take in MQTT messages between batches
         finally:
             reader.cancel()
             with contextlib.suppress(BaseException):
