@@ -148,7 +148,20 @@ def _reject_constant(name: str) -> Any:
 
 # One decoder and one encoder for every call (json.loads/json.dumps with options build a new one each time).
 _decode = json.JSONDecoder(parse_constant=_reject_constant).decode
-_encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True, allow_nan=False).encode
+_encoder = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True, allow_nan=False)
+_encode = _encoder.encode
+# JSONEncoder.encode() builds its C encoder (and a circularity check) on every call; for values
+# from the JSON parser, which cannot be circular, one C encoder with the same options serves all.
+_c_make_encoder = getattr(json.encoder, "c_make_encoder", None)
+_encode_parsed_chunks = None if _c_make_encoder is None else _c_make_encoder(
+    None, _encoder.default, json.encoder.encode_basestring_ascii, None, ":", ",", False, False, False)
+
+
+def _encode_parsed(value: Any) -> str:
+    """encode_json(value) for a value parse_json returned (raises the same ValueError for 1e999)."""
+    if _encode_parsed_chunks is None:
+        return encode_json(value)
+    return "".join(_encode_parsed_chunks(value, 0))
 
 
 def parse_json(text: str) -> Any:
@@ -182,7 +195,7 @@ def _check_value(text: str, value: Any) -> str:
     if (text.count("[") + text.count("{") > MAX_DEPTH) and _depth(value) > MAX_DEPTH:
         raise ValueError(TOO_DEEP, f"nested deeper than {MAX_DEPTH} levels")
     try:
-        return encode_json(value)
+        return _encode_parsed(value)
     except (ValueError, RecursionError) as e:  # non-finite floats: 1e999, -1e999
         raise ValueError(NOT_ENCODABLE, f"cannot be encoded as JSON ({e})") from None
 
