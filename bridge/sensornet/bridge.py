@@ -325,13 +325,12 @@ class Bridge:
             self._was_full = False
             log.info("store has room again (%d bytes): taking messages from the broker", store.stored_bytes)
         batch = list(self._inbox)
-        for _ in batch:
-            self._inbox.popleft()
+        self._inbox.clear()  # (on_message runs on this loop too: nothing arrived in between)
         bodies: list[bytes] = []
         max_bytes = self.config.max_payload_bytes
         received_at = format_timestamp(self._clock())  # one time for the batch: it arrived together
+        self.stats.received += len(batch)
         for topic, payload, retain, qos, _mid, _session in batch:
-            self.stats.received += 1
             try:
                 _envelope, text = parse_message_text(topic, payload, retain=retain, qos=qos,
                                                      max_payload_bytes=max_bytes, received_at=received_at)
@@ -350,12 +349,14 @@ class Bridge:
             asyncio.get_running_loop().call_later(STORE_RETRY_S, self._take_inbox)
             self._scheduled = True
             return
-        client = self._client
-        for _topic, _payload, _retain, qos, mid, session in batch:
-            # Only on the connection it came on; otherwise the broker redelivers it (same id).
-            if qos > 0 and session == self._session and client is not None:
-                client.ack(mid, qos)
-                self.stats.acknowledged += 1
+        client, current, acked = self._client, self._session, 0
+        if client is not None:
+            for _topic, _payload, _retain, qos, mid, session in batch:
+                # Only on the connection it came on; otherwise the broker redelivers it (same id).
+                if qos > 0 and session == current:
+                    client.ack(mid, qos)
+                    acked += 1
+        self.stats.acknowledged += acked
         if bodies:
             for sender in self.senders:
                 sender.wake()
