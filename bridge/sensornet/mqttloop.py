@@ -132,7 +132,7 @@ class MqttLoop:
             self._connecting = self._loop.run_in_executor(None, self.client.reconnect)
             try:
                 await asyncio.shield(self._connecting)
-            except (OSError, ValueError) as e:
+            except Exception as e:  # noqa: BLE001 - OSError mostly (refused, DNS, TLS); any: retry later
                 if self._stopping:
                     return
                 self.on_connect_fail(e)
