@@ -13,6 +13,9 @@ first publish to last arrival), CPU seconds of the consumer process per 10,000 r
 run (/proc/<pid>/stat utime + stime; the bridge's endpoint not included, as Node-RED's
 WebSocket client is not), latency p50/p99 at 1,000 readings/s (5,000 readings; each carries its
 publish time, compared at arrival here), peak RSS (VmHWM) of the consumer process.
+
+`python -m tests.bench_bridge` runs all three; `--only bridge` (or mosquitto_sub, node-red; repeatable)
+runs a subset, for iterating on one consumer (compare with a full run before drawing conclusions).
 """
 
 from __future__ import annotations
@@ -243,11 +246,20 @@ def node_red(port: int, arrivals: Arrivals, tmp: Path) -> Iterator[int]:
         proc.wait(10)
 
 
-def main() -> None:
+CONSUMERS = ("mosquitto_sub", "bridge", "node-red")
+
+
+def main(argv: list[str] | None = None) -> None:
+    import argparse
+
     from tests.bench import machine
 
+    parser = argparse.ArgumentParser(prog="python -m tests.bench_bridge")
+    parser.add_argument("--only", action="append", choices=CONSUMERS, help="run only this consumer (repeatable)")
+    only = set(parser.parse_args(argv).only or CONSUMERS)
+
     print(f"machine: {machine()}")
-    if not shutil.which("npm") or not shutil.which("node"):
+    if "node-red" in only and (not shutil.which("npm") or not shutil.which("node")):
         sys.exit("bench: Node-RED needs node and npm (apt-get install nodejs npm)")
     results = []
     with tempfile.TemporaryDirectory() as tmpdir:
@@ -256,9 +268,11 @@ def main() -> None:
         with Broker(tmp / "broker", port=port, bind="127.0.0.1", accounts=accounts):
             publisher = Publisher(port)
             try:
-                for name, consumer in (("mosquitto_sub", lambda a: mosquitto_sub(port, a)),
-                                       ("bridge", lambda a: bridge(port, a, tmp)),
-                                       ("Node-RED 4", lambda a: node_red(port, a, tmp))):
+                for key, name, consumer in (("mosquitto_sub", "mosquitto_sub", lambda a: mosquitto_sub(port, a)),
+                                            ("bridge", "bridge", lambda a: bridge(port, a, tmp)),
+                                            ("node-red", "Node-RED 4", lambda a: node_red(port, a, tmp))):
+                    if key not in only:
+                        continue
                     arrivals = Arrivals()
                     with consumer(arrivals) as pid:
                         results.append(measure(name, pid, arrivals, publisher))

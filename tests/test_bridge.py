@@ -18,6 +18,7 @@ import pytest
 from sensornet.bridge import Bridge
 from sensornet.bridge_config import SCHEMA, BridgeConfig, ConfigError, MqttSettings, load_config
 from sensornet.endpoint import Endpoint
+from sensornet.mqttloop import BufferedSocket
 from sensornet.outbox import Backoff
 from tests.helpers import BRIDGE_PASSWORD, DEVICE_PASSWORD, REPO, Sensornet, free_port, run_sensornet, wait_until_async
 
@@ -472,3 +473,51 @@ def test_backoff_doubles_to_cap_with_jitter_and_resets():
     assert [bottom.next() for _ in range(3)] == [0.25, 0.5, 1.0]
     bottom.reset()
     assert bottom.next() == 0.25
+
+
+class _FakeSocket:
+    """A non-blocking socket's recv/send: `incoming` chunks, then BlockingIOError; send takes `room` bytes a call."""
+
+    def __init__(self, incoming: list[bytes], room: int = 1 << 20):
+        self.incoming, self.room, self.sent = incoming, room, bytearray()
+
+    def recv(self, size: int) -> bytes:
+        if not self.incoming:
+            raise BlockingIOError
+        return self.incoming.pop(0)[:size]
+
+    def send(self, data: bytes | bytearray) -> int:
+        if not self.room:
+            raise BlockingIOError
+        taken = bytes(data[:self.room])
+        self.sent += taken
+        return len(taken)
+
+    def close(self) -> None:
+        pass
+
+
+def test_buffered_socket_serves_paho_small_reads_from_one_recv_and_gathers_writes():
+    sock = BufferedSocket(_FakeSocket([b"\x30\x05hello", b"", b"late"]))
+    assert sock.recv(1) == b"\x30"
+    assert sock.buffered
+    assert sock.recv(1) == b"\x05"
+    assert sock.recv(10) == b"hello"
+    assert not sock.buffered
+    assert sock.recv(1) == b""  # the peer closed: paho sees the connection lost
+    assert sock.recv(8) == b"late"
+    with pytest.raises(BlockingIOError):  # nothing to read: paho's "try again later"
+        sock.recv(1)
+    fake = _FakeSocket([], room=3)
+    out = BufferedSocket(fake)
+    assert out.send(b"\x40\x02\x00\x01") == 4
+    assert out.send(b"\x40\x02\x00\x02") == 4
+    assert fake.sent == b""
+    assert out.flush()
+    assert fake.sent == b"\x40\x02\x00\x01\x40\x02\x00\x02"
+    fake.room = 0
+    out.send(b"\xe0\x00")
+    assert not out.flush()  # the socket is full: the rest waits for the next writable event
+    fake.room = 8
+    out.close()  # paho closes right after its DISCONNECT: what is buffered goes first
+    assert fake.sent.endswith(b"\xe0\x00")

@@ -4,9 +4,10 @@ Modules (each command has `main(argv) -> int`, run by `sensornet <command>`):
   cli        the `sensornet` console command
   broker     `sensornet broker`: Mosquitto with the repo's broker/mosquitto.conf and broker/acl
   bridge     `sensornet bridge`: forward device messages from the broker to WebSocket and TCP
-             endpoints; with store (the durable SQLite store and per-endpoint cursors), senders
-             (endpoint connections and acknowledgements), outbox (backoff, counters), service
-             (systemd notification, Prometheus metrics), bridge_config (TOML + flags)
+             endpoints; with mqttloop (paho driven from the asyncio loop), store (the durable
+             SQLite store and per-endpoint cursors), senders (endpoint connections and
+             acknowledgements), outbox (backoff, counters), service (systemd notification,
+             Prometheus metrics), bridge_config (TOML + flags)
   envelope   the I/O-free core: topic parsing, payload checks, envelope encoding
   endpoint   `sensornet endpoint`: the reference receiver
   clientid   `sensornet client-id`: a board's client id from its MAC

@@ -2,7 +2,7 @@
 
 Data path, and where each guarantee comes from:
 
-  broker --QoS 1, persistent session--> paho thread --batched hand-off--> asyncio loop
+  broker --QoS 1, persistent session--> paho on the asyncio loop (sensornet.mqttloop) --inbox-->
     --parse_message_text--> Store (SQLite, WAL; one transaction per batch) --> PUBACK to the broker
     Store --one EndpointSender task per endpoint, from its cursor--> ws:// wss:// tcp://
     endpoint's acknowledgement --> the endpoint's cursor advances; rows every endpoint has are deleted
@@ -12,8 +12,9 @@ Data path, and where each guarantee comes from:
   on_connect, through $share/<share_group>/... when configured (several bridges share the load,
   each with its own store). The bridge never unsubscribes, so the broker queues what devices
   publish while it is down.
-- Hand-off: paho's thread appends each message to an inbox and wakes the loop once; the loop
-  takes the whole inbox as one batch.
+- Batches: paho runs on the asyncio loop (sensornet.mqttloop: no network thread); on_message
+  appends each message to an inbox and schedules one call that takes the whole inbox as one
+  batch, after everything that arrived in one read of the socket.
 - Acknowledgement: paho's manual_ack. A message's PUBACK goes only after its envelope is
   committed to the store (or after it was rejected, counted and logged), and only on the
   connection it came on: a crash before that and the broker redelivers it. Every envelope's id
@@ -27,11 +28,12 @@ Data path, and where each guarantee comes from:
   restart: at-least-once, in store order (per-device order kept), duplicates with the same id.
 - Shutdown (SIGTERM/SIGINT, `Bridge.stop()`): disconnect from the broker, give the endpoints
   `drain_timeout` seconds, close the store; what is left is sent after the next start.
-- Reconnects: paho's reconnect_delay_set for the broker; `Backoff` (exponential with jitter,
-  0.5 s doubling to 30 s) per endpoint. An endpoint that is down never holds up the others.
+- Reconnects: `Backoff` (exponential with jitter) for the broker (1 s doubling to 30 s) and
+  per endpoint (0.5 s doubling to 30 s). An endpoint that is down never holds up the others.
 
-Modules: the store in sensornet.store, Backoff and counters in sensornet.outbox, endpoint
-connections and senders in sensornet.senders, envelopes and reject reasons in sensornet.envelope
+Modules: paho on the loop in sensornet.mqttloop, the store in sensornet.store, Backoff and
+counters in sensornet.outbox, endpoint connections and senders in sensornet.senders, envelopes
+and reject reasons in sensornet.envelope
 (topics from feather_huzzah.topics), config in sensornet.bridge_config, systemd notification
 and Prometheus metrics in sensornet.service.
 """
@@ -40,7 +42,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 import logging
 import os
 import signal
@@ -62,6 +63,7 @@ from feather_huzzah import topics
 from . import paths
 from .bridge_config import BridgeConfig, ConfigError, load_config
 from .envelope import SUBSCRIPTIONS, RejectedMessage, format_timestamp, parse_message_text, utc_now
+from .mqttloop import MqttClient, MqttLoop
 from .outbox import Backoff, BridgeStats
 from .senders import EndpointSender
 from .store import Store, StoreError, store_path
@@ -81,8 +83,9 @@ paho_log.addFilter(_not_paho_noise)
 BROKER_RECONNECT_MIN_S = 1
 BROKER_RECONNECT_MAX_S = 30
 STORE_RETRY_S = 1.0
+DISCONNECT_TIMEOUT_S = 2.0
 
-# (topic, payload, retain, qos, mid, connection number) as paho's thread hands it over
+# (topic, payload, retain, qos, mid, connection number) as on_message takes it
 _Message = tuple[str | bytes, bytes, bool, int, int, int]
 
 
@@ -132,6 +135,7 @@ class Bridge:
         self.oldest_unacked_age_s = 0.0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._client: mqtt.Client | None = None
+        self._mqtt: MqttLoop | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._inbox: collections.deque[_Message] = collections.deque()
         self._scheduled = False  # a _take_inbox call is pending on the loop
@@ -169,7 +173,9 @@ class Bridge:
                  store.stored_bytes)
         self._client = self._make_client()
         self._client.connect_async(mqtt_conf.host, mqtt_conf.port, mqtt_conf.keepalive_s)
-        self._client.loop_start()
+        self._mqtt = MqttLoop(self._client, Backoff(BROKER_RECONNECT_MIN_S, BROKER_RECONNECT_MAX_S),
+                              self._on_connect_fail)
+        self._tasks.append(asyncio.create_task(self._mqtt.run(), name="mqtt"))
         if self._on_ready is not None:
             self._on_ready()
         try:
@@ -211,10 +217,8 @@ class Bridge:
 
     async def _shutdown(self) -> None:
         self._stopping = True  # messages still arriving are not acked: the broker redelivers them
-        client = self._client
-        if client is not None:
-            client.disconnect()
-            await asyncio.to_thread(client.loop_stop)
+        if self._mqtt is not None:
+            await self._mqtt.disconnect(DISCONNECT_TIMEOUT_S)
         self._inbox.clear()
         store = self.store
         if store is not None:
@@ -233,20 +237,18 @@ class Bridge:
                  self.stats.acknowledged,
                  ", ".join(f"{url} {self.stats.delivered[url]}" for url in self.config.endpoints), left or "-")
 
-    # ---- MQTT (paho's network thread: never block, hand over to the loop) ----
+    # ---- MQTT (paho's callbacks, on the asyncio loop) ----
 
-    def _make_client(self) -> mqtt.Client:
+    def _make_client(self) -> MqttClient:
         conf = self.config.mqtt
-        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=conf.client_id,
+        client = MqttClient(CallbackAPIVersion.VERSION2, client_id=conf.client_id,
                              clean_session=False, protocol=mqtt.MQTTv311, manual_ack=True)
         if conf.username:
             client.username_pw_set(conf.username, conf.password)
         if conf.ca_file:  # TLS, the broker's certificate checked against this CA (scripts/make-tls.sh)
             client.tls_set(ca_certs=conf.ca_file)
-        client.reconnect_delay_set(BROKER_RECONNECT_MIN_S, BROKER_RECONNECT_MAX_S)
         client.enable_logger(paho_log)
         client.on_connect = self._on_connect
-        client.on_connect_fail = self._on_connect_fail
         client.on_disconnect = self._on_disconnect
         client.on_subscribe = self._on_subscribe
         client.on_message = self._on_message
@@ -263,15 +265,15 @@ class Bridge:
                  conf.host, conf.port, conf.client_id, "yes" if flags.session_present else "no (new session)")
         client.subscribe([(f, topics.QOS) for f in self.subscriptions])
 
-    def _on_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
+    def _on_connect_fail(self, error: BaseException) -> None:
         conf = self.config.mqtt
-        log.warning("broker %s:%d: cannot connect; retrying (up to every %d s)",
-                    conf.host, conf.port, BROKER_RECONNECT_MAX_S)
+        log.warning("broker %s:%d: cannot connect (%s); retrying (up to every %d s)",
+                    conf.host, conf.port, error, BROKER_RECONNECT_MAX_S)
 
     def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: mqtt.DisconnectFlags,
                        reason_code: ReasonCode, properties: Properties | None) -> None:
         self._session += 1
-        self._call_in_loop(self._subscribed.clear)
+        self._subscribed.clear()
         if not self._stopping:
             conf = self.config.mqtt
             log.warning("broker %s:%d: disconnected (%s); reconnecting", conf.host, conf.port, reason_code)
@@ -285,7 +287,7 @@ class Bridge:
                       self.config.mqtt.username, "; ".join(failed))
             return
         log.info("subscribed: %s at QoS %d", ", ".join(self.subscriptions), topics.QOS)
-        self._call_in_loop(self._subscribed.set)
+        self._subscribed.set()
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
         try:
@@ -293,14 +295,10 @@ class Bridge:
         except UnicodeDecodeError:
             topic = bytes(getattr(message, "_topic", b""))
         self._inbox.append((topic, bytes(message.payload), message.retain, message.qos, message.mid, self._session))
-        if not self._scheduled:  # wake the loop once for everything that arrives until it runs
+        if not self._scheduled:  # one call for everything that arrives until it runs
             self._scheduled = True
-            self._call_in_loop(self._take_inbox)
-
-    def _call_in_loop(self, callback: Callable[..., object], *args: Any) -> None:
-        assert self._loop is not None  # set by run() before the client exists
-        with contextlib.suppress(RuntimeError):  # loop closed: the process is exiting; the broker redelivers
-            self._loop.call_soon_threadsafe(callback, *args)
+            assert self._loop is not None  # set by run() before the client exists
+            self._loop.call_soon(self._take_inbox)
 
     # ---- messages (asyncio loop) ----
 
@@ -327,13 +325,12 @@ class Bridge:
             self._was_full = False
             log.info("store has room again (%d bytes): taking messages from the broker", store.stored_bytes)
         batch = list(self._inbox)
-        for _ in batch:
-            self._inbox.popleft()
+        self._inbox.clear()  # (on_message runs on this loop too: nothing arrived in between)
         bodies: list[bytes] = []
         max_bytes = self.config.max_payload_bytes
         received_at = format_timestamp(self._clock())  # one time for the batch: it arrived together
+        self.stats.received += len(batch)
         for topic, payload, retain, qos, _mid, _session in batch:
-            self.stats.received += 1
             try:
                 _envelope, text = parse_message_text(topic, payload, retain=retain, qos=qos,
                                                      max_payload_bytes=max_bytes, received_at=received_at)
@@ -352,12 +349,14 @@ class Bridge:
             asyncio.get_running_loop().call_later(STORE_RETRY_S, self._take_inbox)
             self._scheduled = True
             return
-        client = self._client
-        for _topic, _payload, _retain, qos, mid, session in batch:
-            # Only on the connection it came on; otherwise the broker redelivers it (same id).
-            if qos > 0 and session == self._session and client is not None:
-                client.ack(mid, qos)
-                self.stats.acknowledged += 1
+        client, current, acked = self._client, self._session, 0
+        if client is not None:
+            for _topic, _payload, _retain, qos, mid, session in batch:
+                # Only on the connection it came on; otherwise the broker redelivers it (same id).
+                if qos > 0 and session == current:
+                    client.ack(mid, qos)
+                    acked += 1
+        self.stats.acknowledged += acked
         if bodies:
             for sender in self.senders:
                 sender.wake()

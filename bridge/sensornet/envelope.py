@@ -105,10 +105,10 @@ def format_timestamp(moment: datetime) -> str:
     Aware datetimes are converted to UTC; naive ones are taken to be UTC already.
     Sub-millisecond digits are truncated, not rounded (so a timestamp never moves forward).
     """
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    moment = moment.astimezone(UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    if moment.tzinfo is not UTC:
+        moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    # isoformat() truncates to milliseconds; the offset of a UTC datetime is always "+00:00".
+    return moment.isoformat(timespec="milliseconds")[:-6] + "Z"
 
 
 def split_topic(topic: str | bytes) -> tuple[str, str, str]:
@@ -148,7 +148,20 @@ def _reject_constant(name: str) -> Any:
 
 # One decoder and one encoder for every call (json.loads/json.dumps with options build a new one each time).
 _decode = json.JSONDecoder(parse_constant=_reject_constant).decode
-_encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True, allow_nan=False).encode
+_encoder = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True, allow_nan=False)
+_encode = _encoder.encode
+# JSONEncoder.encode() builds its C encoder (and a circularity check) on every call; for values
+# from the JSON parser, which cannot be circular, one C encoder with the same options serves all.
+_c_make_encoder = getattr(json.encoder, "c_make_encoder", None)
+_encode_parsed_chunks = None if _c_make_encoder is None else _c_make_encoder(
+    None, _encoder.default, json.encoder.encode_basestring_ascii, None, ":", ",", False, False, False)
+
+
+def _encode_parsed(value: Any) -> str:
+    """encode_json(value) for a value parse_json returned (raises the same ValueError for 1e999)."""
+    if _encode_parsed_chunks is None:
+        return encode_json(value)
+    return "".join(_encode_parsed_chunks(value, 0))
 
 
 def parse_json(text: str) -> Any:
@@ -182,7 +195,7 @@ def _check_value(text: str, value: Any) -> str:
     if (text.count("[") + text.count("{") > MAX_DEPTH) and _depth(value) > MAX_DEPTH:
         raise ValueError(TOO_DEEP, f"nested deeper than {MAX_DEPTH} levels")
     try:
-        return encode_json(value)
+        return _encode_parsed(value)
     except (ValueError, RecursionError) as e:  # non-finite floats: 1e999, -1e999
         raise ValueError(NOT_ENCODABLE, f"cannot be encoded as JSON ({e})") from None
 
@@ -225,10 +238,17 @@ def _decode_payload(payload: bytes, kind: str, max_payload_bytes: int) -> tuple[
         raise RejectedMessage(reason, f"sensor payload {detail}") from None
 
 
+def _id_prefix(topic: str | bytes) -> Any:
+    """BLAKE2b-96 fed with the topic bytes and the NUL: message_id's state before the payload."""
+    raw = topic.encode("utf-8", "surrogatepass") if isinstance(topic, str) else bytes(topic)
+    return hashlib.blake2b(raw + b"\0", digest_size=12)
+
+
 def message_id(topic: str | bytes, payload: bytes) -> str:
     """The envelope's stable id (24 hex digits): BLAKE2b-96 of the topic bytes, NUL, the payload."""
-    raw = topic.encode("utf-8", "surrogatepass") if isinstance(topic, str) else bytes(topic)
-    return hashlib.blake2b(raw + b"\0" + bytes(payload), digest_size=12).hexdigest()
+    state = _id_prefix(topic)
+    state.update(payload)
+    return str(state.hexdigest())
 
 
 def _capture_ts(value: Any) -> int | None:
@@ -254,13 +274,14 @@ def parse_message(topic: str | bytes, payload: bytes, *, retain: bool = False, q
                               max_payload_bytes=max_payload_bytes)[0]
 
 
-# topic as received -> (topic, client_id, kind, the envelope's JSON up to its payload), for topics
-# seen before (a few per device); emptied when it grows past _TOPIC_CACHE_MAX.
-_topic_cache: dict[str | bytes, tuple[str, str, str, str]] = {}
+# topic as received -> (topic, client_id, kind, the envelope's JSON up to its payload, the id's
+# hash state after the topic), for topics seen before (a few per device); emptied when it grows
+# past _TOPIC_CACHE_MAX.
+_topic_cache: dict[str | bytes, tuple[str, str, str, str, Any]] = {}
 _TOPIC_CACHE_MAX = 10_000
 
 
-def _topic_parts(topic: str | bytes) -> tuple[str, str, str, str]:
+def _topic_parts(topic: str | bytes) -> tuple[str, str, str, str, Any]:
     parts = _topic_cache.get(topic)
     if parts is None:
         topic_text, client_id, kind = split_topic(topic)
@@ -268,7 +289,7 @@ def _topic_parts(topic: str | bytes) -> tuple[str, str, str, str]:
                 f'"kind":{encode_json(kind)},"payload":')
         if len(_topic_cache) >= _TOPIC_CACHE_MAX:
             _topic_cache.clear()
-        parts = _topic_cache[topic] = (topic_text, client_id, kind, head)
+        parts = _topic_cache[topic] = (topic_text, client_id, kind, head, _id_prefix(topic))
     return parts
 
 
@@ -281,7 +302,7 @@ def parse_message_text(topic: str | bytes, payload: bytes, *, retain: bool = Fal
     received_at: the envelope's received_at (format_timestamp's format) when the caller took it
     already (the bridge takes it once per batch); None: format_timestamp(clock()).
     """
-    topic_text, client_id, kind, head = _topic_parts(topic)
+    topic_text, client_id, kind, head, id_prefix = _topic_parts(topic)
     try:
         value, value_json = _decode_payload(payload, kind, max_payload_bytes)
     except RejectedMessage as e:
@@ -290,7 +311,9 @@ def parse_message_text(topic: str | bytes, payload: bytes, *, retain: bool = Fal
     if received_at is None:
         received_at = format_timestamp(clock())
     ts = _capture_ts(value)
-    ident = message_id(topic, payload)
+    state = id_prefix.copy()  # message_id(topic, payload), the topic's part hashed once
+    state.update(payload)
+    ident = state.hexdigest()
     envelope = {"topic": topic_text, "client_id": client_id, "kind": kind, "payload": value,
                 "received_at": received_at, "ts": ts, "id": ident}
     # The same text encode_json(envelope) gives, without encoding the payload a second time.

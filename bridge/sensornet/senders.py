@@ -58,10 +58,24 @@ class _WsConnection:
 
     async def send(self, bodies: list[bytes]) -> None:
         # One text frame per envelope (the bodies are ASCII JSON already), all written to the
-        # socket in one go: websockets' send_context() is what its send() does per message.
-        async with self.ws.send_context():
+        # socket in one go: websockets' send_context() is what its send() does per message. Its
+        # exit writes the protocol's output one frame per transport.write(), a system call
+        # each, so the frames are joined into one write here first.
+        ws = self.ws
+        async with ws.send_context():
             for body in bodies:
-                self.ws.protocol.send_text(body)
+                ws.protocol.send_text(body)
+            chunks = ws.protocol.data_to_send()
+            if all(chunks):
+                ws.transport.write(b"".join(chunks))
+            else:  # an end of stream among them (not from text frames): as websockets' send_data() does
+                for chunk in chunks:
+                    if chunk:
+                        ws.transport.write(chunk)
+                    elif ws.transport.can_write_eof():
+                        ws.transport.write_eof()
+                    else:
+                        ws.transport.close()
 
     async def incoming(self) -> AsyncIterator[str | bytes]:
         async for frame in self.ws:
@@ -171,23 +185,27 @@ class EndpointSender:
         inflight: collections.deque[int] = collections.deque()  # seqs sent on this connection, not acked
         room = asyncio.Event()
         reader = asyncio.ensure_future(self._read(conn, inflight, room))
-        sent_upto = self.store.cursors[self.url]
+        wakeup = self._wakeup
+        # The reader ending (endpoint gone) wakes the waits below, so they need no asyncio.wait().
+        def reader_done(_: object) -> None:
+            room.set()
+            wakeup.set()
+        reader.add_done_callback(reader_done)
+        store = self.store
+        sent_upto = store.cursors[self.url]
         try:
             while True:
                 if reader.done():
                     reader.result()
                     raise ConnectionError("closed by the endpoint")
-                rows = self.store.fetch(sent_upto, BATCH) if len(inflight) < WINDOW else []
+                rows = store.fetch(sent_upto, BATCH) if len(inflight) < WINDOW and store.last_seq > sent_upto else []
                 if not rows:
-                    waiter = room if len(inflight) >= WINDOW else self._wakeup
+                    waiter = room if len(inflight) >= WINDOW else wakeup
                     waiter.clear()
-                    if (waiter is self._wakeup and self.store.last_seq > sent_upto) or (
-                            waiter is room and len(inflight) < WINDOW):
+                    if (waiter is wakeup and store.last_seq > sent_upto) or (waiter is room and len(inflight) < WINDOW):
                         await asyncio.sleep(0)  # it changed meanwhile: look again (never spin without yielding)
-                        continue
-                    wait = asyncio.ensure_future(waiter.wait())
-                    await asyncio.wait([wait, reader], return_when=asyncio.FIRST_COMPLETED)
-                    wait.cancel()
+                    elif not reader.done():
+                        await waiter.wait()
                     continue
                 async with asyncio.timeout(SEND_TIMEOUT_S):
                     await conn.send([body for _, body in rows])
@@ -196,7 +214,8 @@ class EndpointSender:
                     inflight.extend(seq for seq, _ in rows)
                 else:
                     self._advance(sent_upto, len(rows))
-                await asyncio.sleep(0)  # let the loop take in MQTT messages between batches
+                if len(rows) == BATCH:
+                    await asyncio.sleep(0)  # more waiting: let the loop take in MQTT messages between batches
         finally:
             reader.cancel()
             with contextlib.suppress(BaseException):
