@@ -2,6 +2,7 @@
 accounts added while it runs, and the password file's ownership for the broker's uid 1883."""
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -154,8 +155,11 @@ def test_the_debian_binary_as_uid_1883_reads_the_password_file_only_when_it_owns
         os.chown(root / "data", BROKER_UID, BROKER_UID)
         port = free_port()
         conf = root / "mosquitto.conf"
+        acl = root / "acl"  # a copy uid 1883 can reach, wherever the checkout is (a clone in a 0700 directory)
+        shutil.copyfile(paths.BROKER_DIR / "acl", acl)
+        acl.chmod(0o644)
         conf.write_text(render_config((paths.BROKER_DIR / "mosquitto.conf").read_text(), root, port, "127.0.0.1",
-                                      password_file=passwd, as_root=False))
+                                      acl_file=acl, password_file=passwd, as_root=False))
         broker = subprocess.Popen(["setpriv", f"--reuid={BROKER_UID}", f"--regid={BROKER_UID}", "--clear-groups",
                                    "mosquitto", "-c", str(conf)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                   text=True)

@@ -17,6 +17,7 @@ import errno
 import os
 import re
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -151,6 +152,7 @@ class Broker:
         self.password_file = Path(password_file or self.state_dir / "passwd")
         self.tls_dir = Path(tls_dir or DEFAULT_TLS_DIR)
         self.uid = uid
+        self.acl_source = paths.BROKER_DIR / "acl"
         self.process: subprocess.Popen[bytes] | None = None
         self.log_path = self.state_dir / "mosquitto.log"
 
@@ -170,7 +172,8 @@ class Broker:
             write_accounts(self.password_file, self.accounts)
         conf = self.state_dir / "mosquitto.conf"
         conf.write_text(render_config(self.config_template.read_text(), self.state_dir, self.port, self.bind,
-                                      password_file=self.password_file, tls_dir=self.tls_dir,
+                                      acl_file=self.install_acl(), password_file=self.password_file,
+                                      tls_dir=self.tls_dir,
                                       tls_port=self.tls_port, ws_port=self.ws_port,
                                       as_root=False if self.uid is not None else None))
         if self.uid is not None:  # Mosquitto writes its database as that user
@@ -178,6 +181,21 @@ class Broker:
             for path in (self.state_dir, self.state_dir / "data", conf, *(self.state_dir / "data").iterdir()):
                 os.chown(path, self.uid, self.uid)
         return conf
+
+    def install_acl(self) -> Path:
+        """The ACL file Mosquitto reads (Path): broker/acl itself, or, when it runs as `self.uid`, a
+        copy in the state directory owned by that uid (mode 0600), since the checkout may sit where
+        that user cannot reach (a 0700 home or temporary directory). Called again on a change."""
+        if self.uid is None:
+            return self.acl_source
+        copy = self.state_dir / "acl"
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        partial = copy.with_suffix(".new")
+        shutil.copyfile(self.acl_source, partial)
+        os.chown(partial, self.uid, self.uid)
+        partial.chmod(0o600)
+        partial.replace(copy)
+        return copy
 
     def _check_readable(self, path: Path) -> None:
         """Raise BrokerError when `path` is not readable by uid and gid `self.uid` (as Mosquitto will be)."""
@@ -292,7 +310,7 @@ def run(broker: Broker) -> int:
     except BrokerError as e:
         print(f"sensornet broker: {e}", file=sys.stderr)
         return 1
-    watched = [broker.password_file, paths.BROKER_DIR / "acl"]
+    watched = [broker.password_file, broker.acl_source]
     seen = [_mtime(p) for p in watched]
     tls = f", TLS {broker.tls_port} and WebSocket/TLS {broker.ws_port}" if broker.tls_port else ", no TLS"
     print(f"sensornet broker: mosquitto listening on {broker.bind or '0.0.0.0'}:{broker.port}{tls} "
@@ -311,6 +329,7 @@ def run(broker: Broker) -> int:
                 requests[:] = [r for r in requests if r != signal.SIGHUP]
                 seen = now
                 print("sensornet broker: reloading the password file and ACL", file=sys.stderr, flush=True)
+                broker.install_acl()
                 process.send_signal(signal.SIGHUP)
             time.sleep(0.1)
     finally:
