@@ -4,7 +4,7 @@ heap   on the 32-bit virtual Feather Huzzah, for the .py deployment (sources com
        board) and the .mpy one (`make firmware`): the smallest heap the firmware boots and runs
        10 publish cycles in, and the free heap at the ESP8266's 38 KB as the firmware itself
        reports it after each publish (gc.mem_free() after gc.collect(), on its console)
-heap per feature (issue 8), .mpy deployment at 38 KB: the free heap after each publish with
+heap per feature, .mpy deployment at 38 KB: the free heap after each publish with
        only the TSL2561 (no health but on connect, no NTP, no commands), then with each feature
        on alone and with all on: its cost is the drop in the lowest free heap; and the smallest
        heap everything-on boots and runs 10 publish cycles in

@@ -88,7 +88,7 @@ def test_sensornet_demo_exits_0_with_readings_from_every_board(tmp_path):
     for cid in ("huzzah-01ffc000", "huzzah-02ffc000", "huzzah-03ffc000"):
         assert f" ws sensors/{cid}/tsl2561 " in result.stdout
         assert f" tcp sensors/{cid}/tsl2561 " in result.stdout
-    # issue 9: no password on the terminal; the files holding them are the owner's only
+    # no password on the terminal; the files holding them are the owner's only
     state = tmp_path / "demo"
     passwords = [line.split()[1] for line in (state / "credentials.txt").read_text().splitlines()]
     assert passwords

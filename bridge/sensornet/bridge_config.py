@@ -57,7 +57,7 @@ SCHEMA: dict[str, dict[str, tuple[type, Any]]] = {
 
 
 def _ca_file(value: str | None, from_flag: bool, name: str) -> str | None:
-    """The CA certificate for TLS to the broker (issue 9), checked to exist."""
+    """The CA certificate for TLS to the broker, checked to exist."""
     if value is not None and not Path(value).is_file():
         where = "--ca-file" if from_flag else f"{name}: [mqtt] ca_file"
         raise ConfigError(f"{where}: {value}: no such file (scripts/make-tls.sh makes broker/tls/ca.crt)")
