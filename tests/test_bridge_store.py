@@ -8,7 +8,8 @@ from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sensornet.envelope import LineSplitter, RejectedMessage, decode_envelope, parse_message_text
+from sensornet.envelope import RejectedMessage, parse_message_text
+from sensornet.receive import LineSplitter, decode_envelope
 from sensornet.senders import parse_ack
 from sensornet.store import Store, store_path
 

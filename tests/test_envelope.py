@@ -13,10 +13,7 @@ from sensornet.envelope import (
     DEFAULT_MAX_PAYLOAD_BYTES,
     MAX_DEPTH,
     REJECT_REASONS,
-    LineSplitter,
-    MalformedEnvelope,
     RejectedMessage,
-    decode_envelope,
     encode_line,
     encode_text,
     format_timestamp,
@@ -24,6 +21,7 @@ from sensornet.envelope import (
     parse_message,
     parse_message_text,
 )
+from sensornet.receive import LineSplitter, MalformedEnvelope, decode_envelope
 
 WHEN = datetime(2026, 11, 21, 14, 30, 0, 123456, tzinfo=UTC)
 STAMP = "2026-11-21T14:30:00.123Z"

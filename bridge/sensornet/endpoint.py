@@ -44,7 +44,8 @@ from typing import Any, NamedTuple
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
-from .envelope import DEFAULT_MAX_LINE_BYTES, LineSplitter, MalformedEnvelope, decode_envelope, encode_json
+from .envelope import encode_json
+from .receive import DEFAULT_MAX_LINE_BYTES, LineSplitter, MalformedEnvelope, decode_envelope
 
 log = logging.getLogger("sensornet.endpoint")
 

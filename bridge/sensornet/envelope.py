@@ -1,7 +1,7 @@
 """Envelopes: the I/O-free core shared by the bridge and the endpoint.
 
 No sockets, threads or clocks of its own, in the style of python-websockets' Sans-I/O layer:
-values in, values (or a RejectedMessage / MalformedEnvelope) out.
+values in, values (or a RejectedMessage) out; sensornet.receive is the receiving side's counterpart.
 
 An envelope is one device message as the bridge forwards it, a dict with exactly these keys:
 
@@ -25,8 +25,8 @@ and sensors/<client_id>/<sensor> (a JSON document).
 Wire encodings: `encode_text` gives the str for one WebSocket text frame, `encode_line` the
 bytes for one line of newline-delimited JSON over TCP. Both are compact, ASCII-only JSON, so a
 line never contains a newline byte and any JSON string (even a lone surrogate escape) encodes.
-The receiving side splits a TCP byte stream with `LineSplitter` and checks each line or frame
-with `decode_envelope`.
+The receiving side (sensornet.receive) splits a TCP byte stream with `LineSplitter` and checks
+each line or frame with `decode_envelope`.
 """
 
 from __future__ import annotations
@@ -42,9 +42,6 @@ from feather_huzzah import topics
 
 DEFAULT_MAX_PAYLOAD_BYTES = 16 * 1024
 """Largest payload accepted, in bytes (the broker's max_packet_size is also 16 KiB)."""
-
-DEFAULT_MAX_LINE_BYTES = 1024 * 1024
-"""Longest TCP line `LineSplitter` keeps, in bytes, newline excluded (same as websockets' max_size)."""
 
 ENVELOPE_KEYS = ("topic", "client_id", "kind", "payload", "received_at")
 """The keys every envelope has and decode_envelope requires; the bridge adds "ts" and "id" (kept as extras)."""
@@ -68,7 +65,6 @@ REJECT_REASONS = (UNKNOWN_TOPIC, BAD_TOPIC, NOT_UTF8, BAD_JSON, TOO_LARGE, TOO_D
 # A topic level the line format can carry: no whitespace, no control characters, no wildcards
 # (MQTT 3.1.1 section 4.7.1: `+` and `#` never appear in a topic name).
 _LEVEL = re.compile(r"[^\s\x00-\x1f\x7f+#]+")
-_RECEIVED_AT = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z")
 
 
 class RejectedMessage(ValueError):
@@ -83,15 +79,6 @@ class RejectedMessage(ValueError):
         self.reason = reason
         self.detail = detail
         self.topic = topic
-
-
-class MalformedEnvelope(ValueError):
-    """A WebSocket frame or TCP line that is not one envelope; `reason` (str) says why."""
-
-    def __init__(self, reason: str, detail: str):
-        super().__init__(f"{reason}: {detail}")
-        self.reason = reason
-        self.detail = detail
 
 
 def utc_now() -> datetime:
@@ -334,73 +321,3 @@ def encode_text(envelope: dict[str, Any]) -> str:
 def encode_line(envelope: dict[str, Any]) -> bytes:
     """The envelope as one line of newline-delimited JSON for TCP: ASCII JSON + b"\\n"."""
     return encode_json(envelope).encode("ascii") + b"\n"
-
-
-def decode_envelope(data: str | bytes) -> dict[str, Any]:
-    """Check and parse one received frame or line (without its newline) into an envelope dict.
-
-    Requires a JSON object with the five envelope keys, topic/client_id/kind as non-empty str
-    without whitespace (so the endpoint's output line keeps four fields) and received_at in
-    the format of `format_timestamp`. Extra keys are kept.
-    Raises MalformedEnvelope with reason not_utf8, bad_json, not_object, missing_key or bad_value.
-    """
-    if isinstance(data, (bytes, bytearray)):
-        try:
-            data = bytes(data).decode("utf-8")
-        except UnicodeDecodeError:
-            raise MalformedEnvelope("not_utf8", "data is not valid UTF-8") from None
-    try:
-        value = parse_json(data)
-    except ValueError as e:
-        raise MalformedEnvelope("bad_json", str(e)) from None
-    if not isinstance(value, dict):
-        raise MalformedEnvelope("not_object", f"expected a JSON object, got {type(value).__name__}")
-    missing = [key for key in ENVELOPE_KEYS if key not in value]
-    if missing:
-        raise MalformedEnvelope("missing_key", f"missing {', '.join(missing)}")
-    for key in ("topic", "client_id", "kind"):
-        if not isinstance(value[key], str) or not value[key] or any(c.isspace() for c in value[key]):
-            raise MalformedEnvelope("bad_value", f"{key} must be a non-empty string without whitespace")
-    if not isinstance(value["received_at"], str) or not _RECEIVED_AT.fullmatch(value["received_at"]):
-        raise MalformedEnvelope("bad_value", "received_at must look like 2026-11-21T14:30:00.123Z")
-    return value
-
-
-class LineSplitter:
-    """Split a TCP byte stream into lines (newline-delimited JSON framing).
-
-    feed(data: bytes) -> list of events, each either ("line", bytes without the newline and
-    a trailing b"\\r") or ("too_long", number of bytes discarded). A line longer than
-    `max_line_bytes` is discarded up to and including its newline and reported once.
-    Empty lines are skipped. Bytes after the last newline wait for the next feed().
-    """
-
-    def __init__(self, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES):
-        self.max_line_bytes = max_line_bytes
-        self._buffer = bytearray()
-        self._discarding = 0  # bytes dropped so far of an overlong line, 0 when not discarding
-
-    def feed(self, data: bytes) -> list[tuple[str, Any]]:
-        events: list[tuple[str, Any]] = []
-        self._buffer += data
-        while True:
-            newline = self._buffer.find(b"\n")
-            if newline < 0:
-                self._check_overflow()
-                return events
-            line = bytes(self._buffer[:newline])
-            del self._buffer[:newline + 1]
-            if self._discarding:
-                events.append(("too_long", self._discarding + len(line)))
-                self._discarding = 0
-            elif len(line) > self.max_line_bytes:
-                events.append(("too_long", len(line)))
-            else:
-                line = line.removesuffix(b"\r")
-                if line.strip():
-                    events.append(("line", line))
-
-    def _check_overflow(self) -> None:
-        if len(self._buffer) > self.max_line_bytes or self._discarding:
-            self._discarding += len(self._buffer)
-            self._buffer.clear()
