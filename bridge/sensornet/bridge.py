@@ -31,7 +31,8 @@ Data path, and where each guarantee comes from:
 - Reconnects: `Backoff` (exponential with jitter) for the broker (1 s doubling to 30 s) and
   per endpoint (0.5 s doubling to 30 s). An endpoint that is down never holds up the others.
 
-Modules: paho on the loop in sensornet.mqttloop, the store in sensornet.store, Backoff and
+Modules: paho on the loop in sensornet.mqttloop, the inbox and its batches in sensornet.inbox,
+the store in sensornet.store, Backoff and
 counters in sensornet.outbox, endpoint connections and senders in sensornet.senders, envelopes
 and reject reasons in sensornet.envelope
 (topics from feather_huzzah.topics), config in sensornet.bridge_config, systemd notification
@@ -41,11 +42,9 @@ and Prometheus metrics in sensornet.service.
 from __future__ import annotations
 
 import asyncio
-import collections
 import logging
 import os
 import signal
-import sqlite3
 import sys
 import threading
 from collections.abc import Callable
@@ -62,7 +61,8 @@ from feather_huzzah import topics
 
 from . import paths
 from .bridge_config import BridgeConfig, ConfigError, load_config
-from .envelope import SUBSCRIPTIONS, RejectedMessage, format_timestamp, parse_message_text, utc_now
+from .envelope import SUBSCRIPTIONS, utc_now
+from .inbox import Inbox, Message
 from .mqttloop import MqttClient, MqttLoop
 from .outbox import Backoff, BridgeStats
 from .senders import EndpointSender
@@ -82,11 +82,7 @@ paho_log.addFilter(_not_paho_noise)
 
 BROKER_RECONNECT_MIN_S = 1
 BROKER_RECONNECT_MAX_S = 30
-STORE_RETRY_S = 1.0
 DISCONNECT_TIMEOUT_S = 2.0
-
-# (topic, payload, retain, qos, mid, connection number) as on_message takes it
-_Message = tuple[str | bytes, bytes, bool, int, int, int]
 
 
 def default_state_dir() -> Path:
@@ -133,13 +129,10 @@ class Bridge:
         self._synchronous = synchronous
         self._on_tick, self._on_ready = on_tick, on_ready
         self.oldest_unacked_age_s = 0.0
-        self._loop: asyncio.AbstractEventLoop | None = None
         self._client: mqtt.Client | None = None
         self._mqtt: MqttLoop | None = None
         self._tasks: list[asyncio.Task[None]] = []
-        self._inbox: collections.deque[_Message] = collections.deque()
-        self._scheduled = False  # a _take_inbox call is pending on the loop
-        self._was_full = False
+        self._inbox: Inbox | None = None
         self._session = 0  # bumped on every connect and disconnect; acks only within one connection
         self._stopping = False
         self._started = False
@@ -153,7 +146,6 @@ class Bridge:
 
     async def run(self) -> None:
         """Connect and forward until stop(); then shut down cleanly (see the module docstring)."""
-        self._loop = asyncio.get_running_loop()
         self._started = True
         path = store_path(self.state_dir, self.config.mqtt.client_id)
         try:
@@ -161,9 +153,11 @@ class Bridge:
         except StoreError:
             self._stopped.set()
             raise
+        self._inbox = inbox = Inbox(store, self.stats, max_payload_bytes=self.config.max_payload_bytes,
+                                    clock=self._clock, ack=self._ack, on_stored=self._wake_senders)
         self.senders = [EndpointSender(url, store, self.stats, self._backoff(),
                                        acks=url not in self.config.endpoints_without_ack,
-                                       on_advance=self._room_made) for url in self.config.endpoints]
+                                       on_advance=inbox.room_made) for url in self.config.endpoints]
         self._tasks = [asyncio.create_task(s.run(), name=f"endpoint {s.url}") for s in self.senders]
         self._tasks.append(asyncio.create_task(self._tick(), name="tick"))
         mqtt_conf = self.config.mqtt
@@ -216,10 +210,11 @@ class Bridge:
             await asyncio.sleep(1.0)
 
     async def _shutdown(self) -> None:
-        self._stopping = True  # messages still arriving are not acked: the broker redelivers them
+        self._stopping = True
+        if self._inbox is not None:
+            self._inbox.close()  # messages still arriving are not acked: the broker redelivers them
         if self._mqtt is not None:
             await self._mqtt.disconnect(DISCONNECT_TIMEOUT_S)
-        self._inbox.clear()
         store = self.store
         if store is not None:
             pending = [s for s in self.senders if store.cursors[s.url] < store.last_seq]
@@ -294,61 +289,13 @@ class Bridge:
             topic: str | bytes = message.topic
         except UnicodeDecodeError:
             topic = bytes(getattr(message, "_topic", b""))
-        self._inbox.append((topic, bytes(message.payload), message.retain, message.qos, message.mid, self._session))
-        if not self._scheduled:  # one call for everything that arrives until it runs
-            self._scheduled = True
-            assert self._loop is not None  # set by run() before the client exists
-            self._loop.call_soon(self._take_inbox)
+        assert self._inbox is not None  # made by run() before the client
+        self._inbox.add((topic, bytes(message.payload), message.retain, message.qos, message.mid, self._session))
 
-    # ---- messages (asyncio loop) ----
+    # ---- the inbox's callbacks (asyncio loop) ----
 
-    def _room_made(self) -> None:
-        """An endpoint's cursor advanced: take in what waited while the store was full."""
-        if self._inbox and not self._scheduled and self.store is not None and not self.store.full:
-            self._scheduled = True
-            asyncio.get_running_loop().call_soon(self._take_inbox)
-
-    def _take_inbox(self) -> None:
-        self._scheduled = False  # first: a message appended from now on schedules another call
-        store = self.store
-        if self._stopping or store is None:
-            return
-        if store.full:
-            if not self._was_full:
-                self._was_full = True
-                self.stats.full += 1
-                log.warning("store full (%d of %d bytes): not acknowledging the broker until endpoints catch up "
-                            "(%s)", store.stored_bytes, store.max_bytes,
-                            ", ".join(f"{url} {store.backlog(url)} behind" for url in self.config.endpoints))
-            return
-        if self._was_full:
-            self._was_full = False
-            log.info("store has room again (%d bytes): taking messages from the broker", store.stored_bytes)
-        batch = list(self._inbox)
-        self._inbox.clear()  # (on_message runs on this loop too: nothing arrived in between)
-        bodies: list[bytes] = []
-        max_bytes = self.config.max_payload_bytes
-        received_at = format_timestamp(self._clock())  # one time for the batch: it arrived together
-        self.stats.received += len(batch)
-        for topic, payload, retain, qos, _mid, _session in batch:
-            try:
-                _envelope, text = parse_message_text(topic, payload, retain=retain, qos=qos,
-                                                     max_payload_bytes=max_bytes, received_at=received_at)
-            except RejectedMessage as e:
-                self.stats.rejected[e.reason] += 1
-                log.warning("rejected %s on %s: %s", e.reason, e.topic, e.detail)
-                continue
-            bodies.append(text.encode("ascii"))
-        try:
-            store.append(bodies)
-        except sqlite3.Error as e:
-            self.stats.received -= len(batch)
-            self._inbox.extendleft(reversed(batch))
-            log.error("store %s: cannot write (%s); not acknowledging, retrying in %.0f s", store.path, e,
-                      STORE_RETRY_S)
-            asyncio.get_running_loop().call_later(STORE_RETRY_S, self._take_inbox)
-            self._scheduled = True
-            return
+    def _ack(self, batch: list[Message]) -> int:
+        """PUBACK the batch's messages (called once their envelopes are committed); how many."""
         client, current, acked = self._client, self._session, 0
         if client is not None:
             for _topic, _payload, _retain, qos, mid, session in batch:
@@ -356,10 +303,11 @@ class Bridge:
                 if qos > 0 and session == current:
                     client.ack(mid, qos)
                     acked += 1
-        self.stats.acknowledged += acked
-        if bodies:
-            for sender in self.senders:
-                sender.wake()
+        return acked
+
+    def _wake_senders(self) -> None:
+        for sender in self.senders:
+            sender.wake()
 
 
 async def serve(bridge: Bridge) -> None:
