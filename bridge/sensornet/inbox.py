@@ -94,6 +94,7 @@ class Inbox:
         batch = list(self._messages)
         self._messages.clear()  # (add runs on this loop too: nothing arrived in between)
         bodies: list[bytes] = []
+        rejected: list[RejectedMessage] = []  # counted once the batch is stored: a retried batch is parsed again
         max_bytes = self._max_payload_bytes
         received_at = format_timestamp(self._clock())  # one time for the batch: it arrived together
         self.stats.received += len(batch)
@@ -102,8 +103,7 @@ class Inbox:
                 _envelope, text = parse_message_text(topic, payload, retain=retain, qos=qos,
                                                      max_payload_bytes=max_bytes, received_at=received_at)
             except RejectedMessage as e:
-                self.stats.rejected[e.reason] += 1
-                log.warning("rejected %s on %s: %s", e.reason, e.topic, e.detail)
+                rejected.append(e)
                 continue
             bodies.append(text.encode("ascii"))
         try:
@@ -116,6 +116,9 @@ class Inbox:
             self._loop.call_later(STORE_RETRY_S, self.take)
             self._scheduled = True
             return
+        for reject in rejected:
+            self.stats.rejected[reject.reason] += 1
+            log.warning("rejected %s on %s: %s", reject.reason, reject.topic, reject.detail)
         self.stats.acknowledged += self._ack(batch)
         if bodies:
             self._on_stored()
