@@ -13,6 +13,7 @@ Source for the settings: mosquitto.conf(5), mosquitto(8) (signals), Mosquitto 2.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import os
 import re
@@ -224,12 +225,9 @@ class Broker:
         command = [find_tool("mosquitto"), "-c", str(self.prepare())]
         # its own session: a Ctrl-C on the terminal reaches only us, and we stop it (stop())
         ids = {"user": self.uid, "group": self.uid, "extra_groups": []} if self.uid is not None else {}
-        if stdout is None:
-            with open(self.log_path, "ab") as log:  # Mosquitto keeps its own descriptor of the file
-                self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
-                                                start_new_session=True, **ids)  # type: ignore[call-overload]
-        else:
-            self.process = subprocess.Popen(command, stdout=stdout, stderr=subprocess.STDOUT,
+        # Mosquitto keeps its own descriptor of the log file
+        with open(self.log_path, "ab") if stdout is None else contextlib.nullcontext(stdout) as log:
+            self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
                                             start_new_session=True, **ids)  # type: ignore[call-overload]
         deadline = time.monotonic() + timeout
         waiting = list(self.ports)
