@@ -17,7 +17,6 @@ import queue
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -29,7 +28,7 @@ import childproc
 from feather_huzzah import topics
 
 from . import paths
-from .broker import Broker, BrokerError, free_port, wait_for_port
+from .broker import Broker, BrokerError, free_port, port_taken, wait_for_port
 
 if TYPE_CHECKING:  # imported when run: virtual_huzzah is reached only by the demo and `sim`
     from virtual_huzzah.board import VirtualBoard
@@ -55,15 +54,6 @@ def _drift_light(boards: list[VirtualBoard], stopping: threading.Event, period_s
         t = time.monotonic() - t0
         for i, b in enumerate(boards):
             b.set_light(round(base[i] * (1 + 0.15 * math.sin(2 * math.pi * t / period_s + i)), 2))
-
-
-def _is_free(host: str, port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind((host, port))
-        except OSError:
-            return False
-        return True
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -92,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     state.mkdir(parents=True)
     port = args.port or free_port(HOST)
     ws_port, tcp_port = free_port(HOST), free_port(HOST)
-    dashboard_port = 8080 if _is_free(HOST, 8080) else free_port(HOST)
+    dashboard_port = free_port(HOST) if port_taken(HOST, 8080) else 8080
     bridge_password, device_password = secrets.token_urlsafe(12), secrets.token_urlsafe(12)
     dashboard_password = secrets.token_urlsafe(12)
     monitor_password, operator_password = secrets.token_urlsafe(12), secrets.token_urlsafe(12)
