@@ -176,18 +176,18 @@ class Dashboard:
 
     def _reading(self, client_id: str, sensor: str, reading: dict[str, Any], now: float) -> None:
         values = quantities(reading)
-        before = (self.store.device(client_id) or {}).get("sensors", {}).get(sensor, [])
         ts = reading.get("ts") if isinstance(reading.get("ts"), int) else None
         if sensor == HEALTH:
             self.store.update_device(client_id, health=reading)
+        new_quantity = False
         if values:
-            self.store.add_reading(client_id, sensor, values, now, ts)
+            new_quantity = self.store.add_reading(client_id, sensor, values, now, ts)
             shown = {k: values.get(k) for k, v in reading.items()
                      if k in values or (v is None and k not in ("seq", "ts"))}  # numbers, and null (lux saturated)
             self.on_event({"type": "reading", "client_id": client_id, "sensor": sensor, "t": now, "values": shown})
         else:
             self.store.update_device(client_id, last_seen=now)
-        if set(values) - set(before) or (sensor == HEALTH and "version" in reading):
+        if new_quantity or (sensor == HEALTH and "version" in reading):
             self.publish_discovery(client_id)
         self._device_changed(client_id)
 

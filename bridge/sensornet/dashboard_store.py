@@ -72,9 +72,9 @@ class Store:
     # ---- writes (the MQTT thread) ----
 
     def add_reading(self, client_id: str, sensor: str, values: dict[str, float], t: float,
-                    ts: int | None = None) -> None:
+                    ts: int | None = None) -> bool:
         """Store `values` ({quantity: value}) of one message; mark the device seen at `t`
-        and remember which quantities its `sensor` has."""
+        and remember which quantities its `sensor` has. True when one of them is new for it."""
         with self._lock, self._db:
             self._db.execute("BEGIN")
             self._db.executemany(
@@ -85,6 +85,7 @@ class Store:
             known = set(sensors.get(sensor, []))
             sensors[sensor] = sorted(known | set(values))
             self._upsert(client_id, last_seen=t, sensors=json.dumps(sensors, sort_keys=True))
+            return not known >= set(values)
 
     def update_device(self, client_id: str, **fields: Any) -> None:
         """Set some of mac, status, last_seen, health (dict), last_error (dict) of a device."""
