@@ -45,7 +45,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from feather_huzzah import topics
 
 from . import discovery, paths
-from .dashboard_store import Store, quantities
+from .dashboard_store import NOT_QUANTITIES, Store, quantities
 
 log = logging.getLogger("sensornet.dashboard")
 
@@ -183,7 +183,7 @@ class Dashboard:
         if values:
             new_quantity = self.store.add_reading(client_id, sensor, values, now, ts)
             shown = {k: values.get(k) for k, v in reading.items()
-                     if k in values or (v is None and k not in ("seq", "ts"))}  # numbers, and null (lux saturated)
+                     if k in values or (v is None and k not in NOT_QUANTITIES)}  # numbers, and null (lux saturated)
             self.on_event({"type": "reading", "client_id": client_id, "sensor": sensor, "t": now, "values": shown})
         else:
             self.store.update_device(client_id, last_seen=now)
