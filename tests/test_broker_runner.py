@@ -14,21 +14,16 @@ import pytest
 
 from sensornet import paths
 from sensornet.broker import connack_code, render_config
-from tests.helpers import Sensornet, free_port, run_sensornet, wait_until
+from tests.helpers import Sensornet, free_port, run_sensornet, sensornet_command, wait_until
 
 BROKER_UID = 1883  # the eclipse-mosquitto image's `mosquitto` user
 
 
 def add_account(passwd: Path, name: str, password: str, *flags: str) -> subprocess.CompletedProcess[str]:
     """`sensornet broker add-account NAME` with the password on standard input, as bootstrap.sh calls it."""
-    return subprocess.run([*run_args(), "add-account", name, "--passwd", str(passwd), *flags],
+    return subprocess.run([*sensornet_command("broker"), "add-account", name, "--passwd", str(passwd), *flags],
                           input=f"{password}\n", capture_output=True, text=True, timeout=30,
                           env={k: v for k, v in os.environ.items() if k != "SENSORNET_ACCOUNT_PASSWORD"})
-
-
-def run_args() -> list[str]:
-    from tests.helpers import sensornet_command
-    return sensornet_command("broker")
 
 
 def children(pid: int) -> list[int]:
