@@ -28,11 +28,12 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import childproc
-from feather_huzzah import topics
 
 from . import leds
+from .chip import client_id_for, mac_for, unique_id_for
 from .runtime import (
     REPO,
     BoardError,
@@ -54,19 +55,7 @@ PWRON_RESET, WDT_RESET, SOFT_RESET, HARD_RESET = 0, 1, 4, 6
 WDT_TIMEOUT_S = 3.2  # the ESP8266's soft watchdog: reset when not fed for this long
 WATCH_INTERVAL_S = 0.2
 TSL2561_PART_ID = 0x50  # the ID register of TSL2561 parts in the field (datasheet: 0x1x)
-ESPRESSIF_OUI = "5ccf7f"
 DEFAULT_ACCESS_POINT = AccessPoint()  # sensornet-sim, in range
-
-
-def unique_id_for(chip_id: int) -> bytes:
-    """machine.unique_id() of a board with this chip id: on the esp8266 port the chip id's 4
-    bytes, little-endian (bytes)."""
-    return chip_id.to_bytes(4, "little")
-
-
-def client_id_for(chip_id: int) -> str:
-    """The client id the firmware derives on a board with this chip id (str), by topics.py's rule."""
-    return topics.client_id(unique_id_for(chip_id))
 
 
 def _i2c_bus(tsl2561_address: int | None, bme280: dict | None = None) -> dict:
@@ -74,11 +63,6 @@ def _i2c_bus(tsl2561_address: int | None, bme280: dict | None = None) -> dict:
     if bme280:
         bus[str(bme280["address"])] = bme280
     return bus
-
-
-def _state_dict(unique_id_hex, mac_hex, lux, ir_ratio, tsl2561_address, ap):
-    return {"chip_id": unique_id_hex, "mac": mac_hex, "lux": lux, "ir_ratio": ir_ratio,
-            "i2c": _i2c_bus(tsl2561_address), "ap": access_point_state(ap)}
 
 
 class VirtualBoard:
@@ -121,11 +105,12 @@ class VirtualBoard:
         self.serial: SerialConsole | None = None
         self._partial = b""
         self.unique_id = unique_id_for(chip_id)
-        self.mac = ":".join(f"{b:02x}" for b in bytes.fromhex(ESPRESSIF_OUI) + chip_id.to_bytes(3, "big"))
+        self.mac = mac_for(chip_id)
         self._tsl2561 = tsl2561_address
         self._bme280: dict[str, object] | None = None  # set_bme280() puts one on the bus
-        self._state = _state_dict(self.unique_id.hex(), self.mac.replace(":", ""), lux, ir_ratio,
-                                  tsl2561_address, access_point)
+        self._state: dict[str, Any] = {  # hw/state.json: what vm/_vhw.py reads
+            "chip_id": self.unique_id.hex(), "mac": self.mac.replace(":", ""), "lux": lux, "ir_ratio": ir_ratio,
+            "i2c": _i2c_bus(tsl2561_address), "ap": access_point_state(access_point)}
         self.console: list[str] = []
         self.process: subprocess.Popen[bytes] | None = None
         self.resets: list[tuple[float, int]] = []  # (unix time, reset cause) of each restart since power-on
