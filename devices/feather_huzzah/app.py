@@ -181,8 +181,7 @@ async def sensor_task(node):
         failed = not sensors
         for name, s in sensors.items():
             try:
-                __import__(name)
-                reading = await _measure(sys.modules.pop(name).make(node.i2c, s[0], cfg, s[1]))
+                reading = await _measure(_load(name).make(node.i2c, s[0], cfg, s[1]))
                 ts = unix_time()  # the capture time, kept however late it is published
                 if reading and ts:
                     reading["ts"] = ts
